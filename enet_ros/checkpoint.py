@@ -1,0 +1,123 @@
+"""The node's self-describing weights file: ENet weights plus everything needed to use them.
+
+Layout (a plain dict, loadable with ``torch.load(weights_only=True)``)::
+
+    {'format': 'enet_ros.checkpoint/1', 'architecture': 'enet-paper-v1',
+     'state_dict': {...},            # ENet weights (fp16 when exported)
+     'meta': {'dataset': str, 'class_names': [str], 'palette': [[r, g, b]],
+              'input_size': [height, width], 'mean': [r, g, b], 'std': [r, g, b],
+              'metrics': {...}}}      # mean/std on 0..1 RGB
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import os
+from pathlib import Path
+import tempfile
+
+import torch
+
+from enet_ros.model import ARCHITECTURE, check_input_size, ENet
+
+FORMAT = 'enet_ros.checkpoint/1'
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / 'weights' / 'enet_camvid.pt'
+
+
+class CheckpointError(RuntimeError):
+    """A weights file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class ModelMeta:
+    dataset: str
+    class_names: tuple[str, ...]
+    palette: tuple[tuple[int, int, int], ...]
+    input_size: tuple[int, int]  # (height, width) the network runs at
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def to_dict(self) -> dict:
+        return {'dataset': self.dataset, 'class_names': list(self.class_names),
+                'palette': [list(c) for c in self.palette],
+                'input_size': list(self.input_size), 'mean': list(self.mean),
+                'std': list(self.std), 'metrics': self.metrics}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> 'ModelMeta':
+        return cls(dataset=str(d['dataset']), class_names=tuple(d['class_names']),
+                   palette=tuple(tuple(int(v) for v in c) for c in d['palette']),
+                   input_size=(int(d['input_size'][0]), int(d['input_size'][1])),
+                   mean=tuple(float(v) for v in d['mean']),
+                   std=tuple(float(v) for v in d['std']), metrics=dict(d.get('metrics', {})))
+
+
+def atomic_save(obj, path: str | os.PathLike) -> None:
+    """torch.save to a temporary file in the same folder, then rename: never a broken file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(path: str | os.PathLike, model: ENet, meta: ModelMeta,
+                    half: bool = True) -> None:
+    """Write the node's weights file; ``half`` stores fp16 weights (about 0.7 MB)."""
+    state = {k: (v.half() if half and v.is_floating_point() else v).detach().cpu().clone()
+             for k, v in model.state_dict().items()}
+    atomic_save({'format': FORMAT, 'architecture': ARCHITECTURE, 'state_dict': state,
+                 'meta': meta.to_dict()}, path)
+
+
+def load_checkpoint(path: str | os.PathLike,
+                    device: str | torch.device = 'cpu') -> tuple[ENet, ModelMeta]:
+    """Load a weights file into an fp32 eval-mode ENet. Raises CheckpointError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f'model file {path} does not exist')
+    try:
+        data = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # torch raises several types for truncated or foreign files
+        raise CheckpointError(f'model file {path} is not a readable torch file '
+                              f'(truncated or corrupt?): {type(exc).__name__}: {exc}') from None
+    if not isinstance(data, dict) or data.get('format') != FORMAT:
+        raise CheckpointError(f'model file {path} is not an enet_ros checkpoint '
+                              f'(expected format {FORMAT!r}); export one with '
+                              f'python -m training.export')
+    if data.get('architecture') != ARCHITECTURE:
+        raise CheckpointError(f'model file {path} holds architecture '
+                              f'{data.get("architecture")!r}, this code runs {ARCHITECTURE!r}')
+    try:
+        meta = ModelMeta.from_dict(data['meta'])
+        check_input_size(*meta.input_size)
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise CheckpointError(f'model file {path} has bad metadata: {exc}') from None
+    if len(meta.palette) != meta.num_classes:
+        raise CheckpointError(f'model file {path} has {meta.num_classes} class names but '
+                              f'{len(meta.palette)} palette colours')
+    state = data['state_dict']
+    weight = state.get('fullconv.weight')
+    if weight is None or weight.shape[1] != meta.num_classes:
+        got = None if weight is None else weight.shape[1]
+        raise CheckpointError(f'model file {path}: metadata names {meta.num_classes} classes '
+                              f'but the weights have {got} output channels')
+    model = ENet(meta.num_classes)
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                               for k, v in state.items()})
+    except RuntimeError as exc:
+        raise CheckpointError(f'model file {path} does not match ENet: {exc}') from None
+    return model.to(device).eval(), meta

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Reproduce the shipped CamVid weights: both stages, resumable (re-run the same command
+# after a kill and it continues from the last finished epoch).
+#   bash training/train_camvid.sh [camvid root] [output dir]
+set -euo pipefail
+root=${1:-../shared/data/camvid}
+out=${2:-runs/camvid}
+python -m training.train --dataset camvid --root "$root" --stage encoder --epochs 30 \
+  --scale 0.75 1.5 --output-dir "$out/encoder" --resume --no-progress
+python -m training.train --dataset camvid --root "$root" --stage full --epochs 60 \
+  --scale 0.75 1.5 --encoder-checkpoint "$out/encoder/best.pth" \
+  --output-dir "$out/full" --resume --no-progress
