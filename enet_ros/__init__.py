@@ -1,0 +1,1 @@
+"""enet_ros: ENet semantic segmentation for ROS 2."""

@@ -1,0 +1,427 @@
+"""rclpy node ``enet_segmentation``: camera images in, class ids, colour mask and overlay out.
+
+Per camera namespace ``ns`` (parameter ``cameras``; default one camera, no namespace):
+  subscribes ``ns/image`` (sensor_msgs/Image) or ``ns/image/compressed``,
+  publishes ``ns/segmentation/mask`` (mono8 ids, 255 = no class),
+  ``ns/segmentation/color_mask`` and ``ns/segmentation/overlay`` (only when subscribed),
+  and ``/diagnostics`` once a second.
+
+Only the newest frame of each camera is processed: the subscription callback parks the
+message in a one-slot mailbox and returns; one inference thread, shared by all cameras
+and holding the one loaded model, takes the newest frames round-robin. A frame replaced
+in its mailbox before inference is counted as dropped.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import sys
+import threading
+import time
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image
+
+from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
+from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
+from enet_ros.segmenter import BACKENDS, DEVICES, PRECISIONS, Segmenter, SegmenterError
+
+NODE_NAME = 'enet_segmentation'
+RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
+               'reliable': ReliabilityPolicy.RELIABLE}
+ERROR_THROTTLE_S = 5.0
+
+
+@dataclass(frozen=True)
+class StartupConfig:
+    """Parameters read once at start-up (read-only: a change needs a restart)."""
+
+    model_path: str
+    device: str
+    precision: str
+    backend: str
+    input_width: int
+    input_height: int
+    input_compressed: bool
+    input_reliability: str
+    output_reliability: str
+    output_depth: int
+    cameras: tuple[str, ...]
+
+
+def _descriptor(description: str, read_only: bool = False, float_range=None,
+                int_range=None, choices=None, type_=None) -> ParameterDescriptor:
+    if choices:
+        description += f' One of: {", ".join(choices)}.'
+    d = ParameterDescriptor(description=description, read_only=read_only)
+    if type_ is not None:
+        d.type = type_
+    if float_range:
+        d.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
+                                                     to_value=float(float_range[1]))]
+    if int_range:
+        d.integer_range = [IntegerRange(from_value=int(int_range[0]),
+                                        to_value=int(int_range[1]), step=1)]
+    return d
+
+
+class CameraStream:
+    """One input: its mailbox, publishers and counters."""
+
+    def __init__(self, node: 'SegmentationNode', ns: str):
+        self.ns = ns
+        self.name = ns or 'image'
+        prefix = f'{ns}/' if ns else ''
+        cfg = node.config
+        out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.output_depth,
+                             reliability=RELIABILITY[cfg.output_reliability])
+        in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                            reliability=RELIABILITY[cfg.input_reliability])
+        self.pub_mask = node.create_publisher(Image, f'{prefix}segmentation/mask', out_qos)
+        self.pub_color = node.create_publisher(Image, f'{prefix}segmentation/color_mask', out_qos)
+        self.pub_overlay = node.create_publisher(Image, f'{prefix}segmentation/overlay', out_qos)
+        if cfg.input_compressed:
+            self.sub = node.create_subscription(CompressedImage, f'{prefix}image/compressed',
+                                                self.on_frame, in_qos)
+        else:
+            self.sub = node.create_subscription(Image, f'{prefix}image', self.on_frame, in_qos)
+        self.node = node
+        self.pending = None  # (msg, receipt time)
+        self.received = self.processed = self.dropped = self.rejected = self.failed = 0
+        self.window = {k: [] for k in ('preprocess', 'inference', 'postprocess',
+                                       'processing', 'end_to_end')}
+        self.window_received = self.window_processed = 0
+        self.window_rejected = self.window_failed = 0
+        self.last_frame = None  # monotonic time of the last receipt
+        self.last_error = ''
+
+    def on_frame(self, msg) -> None:
+        with self.node.lock:
+            if self.pending is not None:
+                self.dropped += 1
+            self.pending = (msg, time.monotonic())
+            self.received += 1
+            self.window_received += 1
+            self.last_frame = time.monotonic()
+            self.node.wakeup.notify()
+
+
+class SegmentationNode(Node):
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.config = self._declare_parameters()
+        model_path = self.config.model_path or str(DEFAULT_WEIGHTS)
+        size = None
+        if self.config.input_width or self.config.input_height:
+            size = (self.config.input_height, self.config.input_width)
+        self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
+                                   self.config.backend, size)
+        self._declare_model_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.lock = threading.Lock()
+        self.wakeup = threading.Condition(self.lock)
+        self.running = True
+        self._next = 0
+        self._log_times: dict[str, float] = {}
+        self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
+        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.warm_up()
+        self.worker = threading.Thread(target=self._work, name='enet_inference', daemon=True)
+        self.worker.start()
+        self.create_timer(1.0, self._publish_diagnostics)
+        self.get_logger().info(f'{self.segmenter.describe()}; listening on '
+                               f'{", ".join(c.sub.topic_name for c in self.cameras)}')
+
+    # -- parameters ------------------------------------------------------------------
+
+    def _declare_parameters(self) -> StartupConfig:
+        declare = self.declare_parameter
+        declare('model_path', '', _descriptor(
+            'ENet checkpoint (from python -m training.export); empty = the CamVid weights '
+            'shipped in the package.', read_only=True))
+        declare('device', 'auto', _descriptor('Inference device.', True, choices=DEVICES))
+        declare('precision', 'auto', _descriptor(
+            'Inference precision; auto = fp16 on CUDA, on CPU bf16 where it agrees with fp32 '
+            'on >= 99% of validation pixels, else fp32.', True, choices=PRECISIONS))
+        declare('backend', 'auto', _descriptor(
+            'auto = compile on CPU (torch.compile, cached on disk), eager on CUDA.', True,
+            choices=BACKENDS))
+        declare('input_width', 0, _descriptor(
+            'Network input width (multiple of 8); 0 = the checkpoint training size.', True,
+            int_range=(0, 8192)))
+        declare('input_height', 0, _descriptor(
+            'Network input height (multiple of 8); 0 = the checkpoint training size.', True,
+            int_range=(0, 8192)))
+        declare('input_compressed', False, _descriptor(
+            'Subscribe image/compressed (jpeg, png) instead of image.', True))
+        declare('input_reliability', 'best_effort', _descriptor(
+            'Input QoS reliability; best_effort also receives reliable publishers.', True,
+            choices=tuple(RELIABILITY)))
+        declare('output_reliability', 'reliable', _descriptor(
+            'Output QoS reliability.', True, choices=tuple(RELIABILITY)))
+        declare('output_depth', 2, _descriptor('Output QoS history depth.', True,
+                                               int_range=(1, 100)))
+        declare('cameras', [''], _descriptor(
+            'Camera namespaces served by this node with one shared model; each gets '
+            '<ns>/image in and <ns>/segmentation/* out. [""] = one camera, no namespace.',
+            True, type_=ParameterType.PARAMETER_STRING_ARRAY))
+        declare('overlay_alpha', 0.5, _descriptor(
+            'Weight of the colour mask in the overlay.', float_range=(0.0, 1.0)))
+        declare('color_order', 'rgb', _descriptor(
+            'Channel order of segmentation/color_mask (rgb8 or bgr8). The overlay always '
+            'keeps the input order.', choices=('rgb', 'bgr')))
+        declare('publish_color_mask', True, _descriptor(
+            'Publish segmentation/color_mask (computed only when subscribed).'))
+        declare('publish_overlay', True, _descriptor(
+            'Publish segmentation/overlay (computed only when subscribed).'))
+        declare('latency_budget_ms', 100.0, _descriptor(
+            'Diagnostics turn WARN when the max receipt-to-publish latency in a window '
+            'exceeds this.', float_range=(1.0, 60000.0)))
+        declare('stale_timeout_s', 3.0, _descriptor(
+            'Diagnostics turn STALE when no frame arrived for this long.',
+            float_range=(0.1, 3600.0)))
+        declare('max_image_pixels', 3840 * 2160, _descriptor(
+            'Frames with more pixels are rejected (protects memory and latency).',
+            int_range=(1, 100_000_000)))
+        p = self.get_parameter
+        cameras = tuple(p('cameras').value or [''])
+        for name in ('device', 'precision', 'backend'):
+            value = p(name).value
+            allowed = {'device': DEVICES, 'precision': PRECISIONS, 'backend': BACKENDS}[name]
+            if value not in allowed:
+                raise SegmenterError(f'parameter {name}={value!r} is not one of '
+                                     f'{", ".join(allowed)}')
+        for name in ('input_reliability', 'output_reliability'):
+            if p(name).value not in RELIABILITY:
+                raise SegmenterError(f'parameter {name}={p(name).value!r} is not one of '
+                                     f'{", ".join(RELIABILITY)}')
+        if len(set(cameras)) != len(cameras):
+            raise SegmenterError(f'parameter cameras lists a namespace twice: {list(cameras)}')
+        return StartupConfig(
+            model_path=p('model_path').value, device=p('device').value,
+            precision=p('precision').value, backend=p('backend').value,
+            input_width=p('input_width').value, input_height=p('input_height').value,
+            input_compressed=p('input_compressed').value,
+            input_reliability=p('input_reliability').value,
+            output_reliability=p('output_reliability').value,
+            output_depth=p('output_depth').value, cameras=cameras)
+
+    def _declare_model_parameters(self) -> None:
+        meta = self.segmenter.meta
+        self.declare_parameter('class_names', list(meta.class_names), _descriptor(
+            'Class names from the checkpoint; mask value i is class_names[i].', True))
+        self.declare_parameter('palette', [v for c in meta.palette for v in c], _descriptor(
+            'Class colours from the checkpoint, flattened r, g, b per class.', True))
+
+    def _on_set_parameters(self, params) -> SetParametersResult:
+        for param in params:
+            if param.name == 'color_order' and param.value not in ('rgb', 'bgr'):
+                return SetParametersResult(successful=False,
+                                           reason=f'color_order must be rgb or bgr, '
+                                                  f'got {param.value!r}')
+        return SetParametersResult(successful=True)
+
+    # -- processing ------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Run one frame so compilation (if any) happens now, not on the first camera frame."""
+        t = time.perf_counter()
+        h, w = self.segmenter.input_size
+        self.segmenter.segment(np.zeros((h, w, 3), np.uint8))
+        self.warmup_s = time.perf_counter() - t
+        self.get_logger().info(f'first inference (warm-up) took {self.warmup_s:.1f} s')
+
+    def _throttled_error(self, key: str, text: str) -> None:
+        now = time.monotonic()
+        if now - self._log_times.get(key, -1e9) >= ERROR_THROTTLE_S:
+            self._log_times[key] = now
+            self.get_logger().error(text)
+
+    def _take(self):
+        with self.lock:
+            while self.running:
+                n = len(self.cameras)
+                for k in range(n):  # round-robin, starting after the last camera served
+                    cam = self.cameras[(self._next + k) % n]
+                    if cam.pending is not None:
+                        msg, received = cam.pending
+                        cam.pending = None
+                        self._next = (self._next + k + 1) % n
+                        return cam, msg, received
+                self.wakeup.wait(0.5)
+        return None
+
+    def _work(self) -> None:
+        while True:
+            item = self._take()
+            if item is None:
+                return
+            cam, msg, received = item
+            try:
+                self._process(cam, msg, received)
+            except ImageError as exc:
+                with self.lock:
+                    cam.rejected += 1
+                    cam.window_rejected += 1
+                    cam.last_error = str(exc)
+                self._throttled_error(f'reject:{cam.name}',
+                                      f'[{cam.name}] frame skipped: {exc}')
+            except Exception as exc:  # inference failure: report, keep serving
+                with self.lock:
+                    cam.failed += 1
+                    cam.window_failed += 1
+                    cam.last_error = f'{type(exc).__name__}: {exc}'
+                self._throttled_error(f'fail:{cam.name}',
+                                      f'[{cam.name}] inference failed: '
+                                      f'{type(exc).__name__}: {exc}')
+
+    def _process(self, cam: CameraStream, msg, received: float) -> None:
+        max_pixels = self.get_parameter('max_image_pixels').value
+        t0 = time.perf_counter()
+        if isinstance(msg, CompressedImage):
+            image, order = compressed_to_array(msg, max_pixels)
+        else:
+            image, order = image_to_array(msg, max_pixels)
+        convert = time.perf_counter() - t0
+        labels, timings = self.segmenter.segment(image, order)
+        t1 = time.perf_counter()
+        cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
+        want_color = (self.get_parameter('publish_color_mask').value
+                      and cam.pub_color.get_subscription_count() > 0)
+        want_overlay = (self.get_parameter('publish_overlay').value
+                        and cam.pub_overlay.get_subscription_count() > 0)
+        if want_color:
+            color_order = self.get_parameter('color_order').value
+            cam.pub_color.publish(self._image(msg.header, self.segmenter.colorize(
+                labels, color_order), f'{color_order}8'))
+        if want_overlay:
+            alpha = self.get_parameter('overlay_alpha').value
+            blended = self.segmenter.overlay(image, self.segmenter.colorize(labels, order),
+                                             alpha)
+            # the overlay keeps the input's colour order (mono8 input becomes rgb8)
+            cam.pub_overlay.publish(self._image(msg.header, blended, f'{order}8'))
+        publish = time.perf_counter() - t1
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        end_to_end = time.time() - stamp if stamp > 0 else float('nan')
+        with self.lock:
+            cam.processed += 1
+            cam.window_processed += 1
+            w = cam.window
+            w['preprocess'].append(convert + timings.preprocess)
+            w['inference'].append(timings.inference)
+            w['postprocess'].append(timings.postprocess + publish)
+            w['processing'].append(time.monotonic() - received)
+            w['end_to_end'].append(end_to_end)
+
+    def _image(self, header, array: np.ndarray, encoding: str) -> Image:
+        out = Image(header=header)
+        for k, v in array_to_fields(array, encoding).items():
+            setattr(out, k, v)
+        return out
+
+    # -- diagnostics -----------------------------------------------------------------
+
+    def _publish_diagnostics(self) -> None:
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        budget = self.get_parameter('latency_budget_ms').value / 1000
+        stale = self.get_parameter('stale_timeout_s').value
+        now = time.monotonic()
+        for cam in self.cameras:
+            with self.lock:
+                window = {k: v[:] for k, v in cam.window.items()}
+                for v in cam.window.values():
+                    v.clear()
+                counts = (cam.window_received, cam.window_processed, cam.window_rejected,
+                          cam.window_failed)
+                cam.window_received = cam.window_processed = 0
+                cam.window_rejected = cam.window_failed = 0
+                totals = (cam.received, cam.processed, cam.dropped, cam.rejected, cam.failed)
+                last, last_error = cam.last_frame, cam.last_error
+            arr.status.append(self._status(cam, window, counts, totals, last, last_error,
+                                           budget, stale, now))
+        self.pub_diag.publish(arr)
+
+    def _status(self, cam, window, counts, totals, last, last_error, budget, stale, now):
+        s = self.segmenter
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: {cam.name}',
+                                  hardware_id=f'{s.device.type}')
+        received, processed, rejected, failed = counts
+        values = [('model', f'{s.model_path.name} ({s.meta.dataset}, '
+                            f'{s.meta.num_classes} classes)'),
+                  ('device', s.device.type), ('precision', s.precision),
+                  ('backend', s.backend),
+                  ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
+                  ('input_topic', cam.sub.topic_name),
+                  ('input_fps', f'{received:.1f}'), ('output_fps', f'{processed:.1f}')]
+        for key in ('preprocess', 'inference', 'postprocess', 'processing', 'end_to_end'):
+            v = np.asarray(window[key], dtype=np.float64) * 1000
+            v = v[np.isfinite(v)]
+            mean = f'{v.mean():.1f}' if v.size else 'nan'
+            peak = f'{v.max():.1f}' if v.size else 'nan'
+            values += [(f'{key}_ms_mean', mean), (f'{key}_ms_max', peak)]
+        names = ('frames_received', 'frames_processed', 'frames_dropped', 'frames_rejected',
+                 'inference_failures')
+        values += [(n, str(t)) for n, t in zip(names, totals)]
+        values.append(('last_error', last_error))
+        status.values = [KeyValue(key=k, value=v) for k, v in values]
+        processing = window['processing']
+        if failed:
+            status.level, status.message = DiagnosticStatus.ERROR, f'{failed} inference failures'
+        elif last is None or now - last > stale:
+            status.level = DiagnosticStatus.STALE
+            status.message = 'no frame received yet' if last is None else \
+                f'no frame for {now - last:.1f} s'
+        elif rejected:
+            status.level, status.message = DiagnosticStatus.WARN, f'{rejected} frames rejected'
+        elif processing and max(processing) > budget:
+            status.level = DiagnosticStatus.WARN
+            status.message = (f'latency {max(processing) * 1000:.0f} ms over budget '
+                              f'{budget * 1000:.0f} ms')
+        else:
+            status.level, status.message = DiagnosticStatus.OK, 'ok'
+        return status
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self.running = False
+            self.wakeup.notify_all()
+        self.worker.join(timeout=5.0)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentationNode()
+    except (CheckpointError, SegmenterError, ValueError) as exc:
+        print(f'[{NODE_NAME}] start-up failed: {exc}', file=sys.stderr, flush=True)
+        rclpy.try_shutdown()
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        rclpy.try_shutdown()
+        return 0
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The ROS-free inference core: HxWx3 uint8 image in, (H, W) uint8 class ids out.
+
+``Segmenter`` loads a checkpoint, folds batch norm (``fuse_for_inference``), picks device,
+precision and backend, and times each stage. Nothing here imports rclpy.
+
+Backends:
+- ``eager``: the fused network run op by op.
+- ``compile``: ``torch.compile`` (inductor, with freezing) of the fused network; the first
+  frame at each input size compiles (about 15-40 s on a 2-core CPU), later starts reuse
+  inductor's on-disk cache under ``$ENET_ROS_CACHE`` (default ``~/.cache/enet_ros``).
+``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
+CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
+
+Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 and the
+checkpoint records that bf16 class ids agree with fp32 on at least 99% of validation
+pixels (``meta.metrics['precision_agreement']``, measured by ``training.export``);
+fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import os
+from pathlib import Path
+import time
+
+import cv2
+import numpy as np
+import torch
+
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
+from enet_ros.model import check_input_size, fuse_for_inference
+
+DEVICES = ('auto', 'cpu', 'cuda')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+BACKENDS = ('auto', 'eager', 'compile')
+DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
+MIN_AGREEMENT = 99.0  # percent of pixels whose class id matches fp32
+
+
+class SegmenterError(RuntimeError):
+    """Start-up problem a user must fix (device, precision, backend)."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Seconds spent per stage of one frame."""
+
+    preprocess: float
+    inference: float
+    postprocess: float
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.inference + self.postprocess
+
+
+def resolve_device(device: str) -> torch.device:
+    if device not in DEVICES:
+        raise SegmenterError(f'unknown device {device!r}; expected one of {", ".join(DEVICES)}')
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise SegmenterError('device cuda requested but CUDA is not available to this torch '
+                             f'({torch.__version__}); use device cpu or auto')
+    if device == 'auto':
+        device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> str:
+    if precision not in PRECISIONS:
+        raise SegmenterError(f'unknown precision {precision!r}; expected one of '
+                             f'{", ".join(PRECISIONS)}')
+    if precision != 'auto':
+        return precision
+    if device.type == 'cuda':
+        return 'fp16'
+    agreement = meta.metrics.get('precision_agreement', {}).get('bf16', 0.0)
+    if torch.ops.mkldnn._is_mkldnn_bf16_supported() and agreement >= MIN_AGREEMENT:
+        return 'bf16'
+    return 'fp32'
+
+
+def resolve_backend(backend: str, device: torch.device) -> str:
+    if backend not in BACKENDS:
+        raise SegmenterError(f'unknown backend {backend!r}; expected one of {", ".join(BACKENDS)}')
+    if backend == 'auto':
+        return 'compile' if device.type == 'cpu' else 'eager'
+    return backend
+
+
+def _enable_compile_cache() -> None:
+    import torch._inductor.config as inductor_config
+    cache = Path(os.environ.get('ENET_ROS_CACHE', Path.home() / '.cache' / 'enet_ros'))
+    os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', str(cache / 'inductor'))
+    inductor_config.freezing = True  # constant-fold weights: needed for the bf16 speed-up
+    inductor_config.fx_graph_cache = True
+
+
+class Segmenter:
+    """ENet inference on single frames.
+
+    ``segment(image, 'rgb'|'bgr')`` takes an (H, W, 3) uint8 array and returns (H, W)
+    uint8 class ids at the image's resolution plus ``Timings``.
+    """
+
+    def __init__(self, model_path: str | os.PathLike = DEFAULT_WEIGHTS, device: str = 'auto',
+                 precision: str = 'auto', backend: str = 'auto',
+                 input_size: tuple[int, int] | None = None):
+        self.device = resolve_device(device)
+        model, self.meta = load_checkpoint(model_path)
+        self.model_path = Path(model_path)
+        self.precision = resolve_precision(precision, self.device, self.meta)
+        self.backend = resolve_backend(backend, self.device)
+        self.input_size = tuple(input_size) if input_size else self.meta.input_size
+        check_input_size(*self.input_size)
+        self.dtype = DTYPES[self.precision]
+        self.net = fuse_for_inference(model).to(self.device, self.dtype)
+        self.net = self.net.to(memory_format=torch.channels_last)
+        if self.backend == 'compile':
+            _enable_compile_cache()
+            self.net = torch.compile(self.net, dynamic=False)
+        mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
+        # x_norm = x_uint8 * scale + shift, computed once
+        self._scale = (1.0 / (255.0 * std)).float()
+        self._shift = (-mean / std).float()
+        palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
+        palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
+        self._palettes = {'rgb': palette, 'bgr': np.ascontiguousarray(palette[:, ::-1])}
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.meta.class_names
+
+    def describe(self) -> str:
+        return (f'ENet {self.meta.dataset} ({self.meta.num_classes} classes) on '
+                f'{self.device.type} {self.precision} {self.backend}, input '
+                f'{self.input_size[1]}x{self.input_size[0]}')
+
+    def _to_tensor(self, image: np.ndarray, order: str) -> torch.Tensor:
+        h, w = self.input_size
+        if image.shape[:2] != (h, w):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA
+                               if image.shape[0] > h else cv2.INTER_LINEAR)
+        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
+        if order == 'bgr':
+            x = x.flip(-1)
+        # (1, H, W, 3) viewed as NCHW is already channels_last: no transpose copy.
+        x = x.unsqueeze(0).permute(0, 3, 1, 2).float()
+        return (x * self._scale + self._shift).to(self.dtype)
+
+    def check_image(self, image: np.ndarray) -> None:
+        if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
+                or image.shape[2] != 3 or image.shape[0] == 0 or image.shape[1] == 0:
+            desc = (f'{image.dtype} array of shape {image.shape}'
+                    if isinstance(image, np.ndarray) else type(image).__name__)
+            raise ValueError(f'expected an (H, W, 3) uint8 image, got {desc}')
+
+    @torch.inference_mode()
+    def segment(self, image: np.ndarray, order: str = 'rgb') -> tuple[np.ndarray, Timings]:
+        """(H, W, 3) uint8 in ``order`` ('rgb' or 'bgr') -> (H, W) uint8 class ids, Timings."""
+        if order not in ('rgb', 'bgr'):
+            raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
+        self.check_image(image)
+        cuda = self.device.type == 'cuda'
+        t0 = time.perf_counter()
+        x = self._to_tensor(image, order)
+        if cuda:
+            events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+            events[0].record()
+        t1 = time.perf_counter()
+        logits = self.net(x)
+        if cuda:
+            events[1].record()
+        t2 = time.perf_counter()
+        ids = logits[0].max(0).indices.to(torch.uint8)
+        if cuda:
+            events[2].record()
+        labels = ids.cpu().numpy()  # the one device->host copy (and sync) per frame
+        h, w = image.shape[:2]
+        if labels.shape != (h, w):
+            labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        t3 = time.perf_counter()
+        if cuda:
+            inference = events[0].elapsed_time(events[1]) / 1000
+            post = (t3 - t1) - inference
+            return labels, Timings(t1 - t0, inference, post)
+        return labels, Timings(t1 - t0, t2 - t1, t3 - t2)
+
+    def colorize(self, labels: np.ndarray, order: str = 'rgb') -> np.ndarray:
+        """(H, W) uint8 ids -> (H, W, 3) uint8 palette colours in ``order`` (255 -> black)."""
+        return self._palettes[order][labels]
+
+    @staticmethod
+    def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
+        """Blend (H, W, 3) uint8 ``image`` with ``color`` (same channel order): alpha on color."""
+        return cv2.addWeighted(color, float(alpha), image, 1.0 - float(alpha), 0.0)

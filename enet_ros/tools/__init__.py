@@ -1,0 +1,1 @@
+"""Command-line tools: demo, bag evaluation, replay and bag writing."""

@@ -1,0 +1,218 @@
+"""Run the node as a separate process and talk to it over DDS: shared by the demo, the
+replay tool, the benchmarks and the tests.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
+
+
+def share_file(relative: str) -> Path:
+    """A file of the package's share folder (config/..., launch/...), source or installed."""
+    local = PACKAGE_ROOT / relative
+    if local.exists():
+        return local
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('enet_ros')) / relative
+
+
+def ros_env(base: dict | None = None) -> dict:
+    """Environment for every process of the graph: the shipped FastDDS profile (32 MB
+    shared-memory segments) unless the user set one, and discovery kept on this host."""
+    env = dict(os.environ if base is None else base)
+    env.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(share_file('config/fastdds.xml')))
+    env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env['PYTHONUNBUFFERED'] = '1'
+    return env
+
+
+def apply_ros_env() -> None:
+    """Set ros_env() in this process; call before rclpy.init()."""
+    os.environ.update(ros_env())
+
+
+class NodeProcess:
+    """``python -m enet_ros.segmentation_node --ros-args --params-file <yaml>`` as a child."""
+
+    def __init__(self, params: dict, ros_args: list[str] | None = None,
+                 log_path: Path | None = None, env: dict | None = None):
+        self._tmp = tempfile.TemporaryDirectory(prefix='enet_node_')
+        self.params_file = Path(self._tmp.name) / 'params.yaml'
+        self.params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
+        self.log_path = log_path or Path(self._tmp.name) / 'node.log'
+        self._log = open(self.log_path, 'wb')
+        cmd = [sys.executable, '-m', 'enet_ros.segmentation_node', '--ros-args',
+               '--params-file', str(self.params_file)] + (ros_args or [])
+        pythonpath = os.pathsep.join(p for p in [str(PACKAGE_ROOT),
+                                                 os.environ.get('PYTHONPATH', '')] if p)
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=ros_env({**(env or os.environ),
+                                                  'PYTHONPATH': pythonpath}))
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors='replace')
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        """Block until the node logs that it listens (after loading and warm-up)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if 'listening on' in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f'node exited with {self.proc.returncode}:\n{self.log()}')
+            time.sleep(0.1)
+        raise TimeoutError(f'node not ready after {timeout} s:\n{self.log()}')
+
+    def stop(self, sig: int = 2, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def __enter__(self) -> 'NodeProcess':
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        self._tmp.cleanup()
+
+
+class Received:
+    """What the client got on one topic: messages and monotonic receipt times."""
+
+    def __init__(self, keep: bool):
+        self.keep = keep
+        self.messages: list = []
+        self.stamps: list[tuple[int, int]] = []
+        self.times: list[float] = []
+        self.count = 0
+
+
+class SegmentationClient:
+    """An rclpy node in this process that publishes images to the segmentation node and
+    records its outputs. Call ``rclpy.init()`` (after ``apply_ros_env()``) first."""
+
+    def __init__(self, namespace: str = '', reliable_input: bool = False,
+                 outputs: tuple[str, ...] = ('mask',), keep: bool = True,
+                 compressed: bool = False, name: str = 'enet_client'):
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image
+        from diagnostic_msgs.msg import DiagnosticArray
+        self.node = rclpy.create_node(name, namespace=namespace)
+        pub_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE
+                             if reliable_input else ReliabilityPolicy.BEST_EFFORT)
+        if compressed:
+            self.pub = self.node.create_publisher(CompressedImage, 'image/compressed', pub_qos)
+        else:
+            self.pub = self.node.create_publisher(Image, 'image', pub_qos)
+        self.received: dict[str, Received] = {}
+        self.publish_times: dict[tuple[int, int], float] = {}
+        self.lock = threading.Lock()
+        for name_ in outputs:
+            self._subscribe(Image, f'segmentation/{name_}', name_, keep)
+        self._subscribe(DiagnosticArray, '/diagnostics', 'diagnostics', True)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spin = threading.Thread(target=self._run, daemon=True)
+        self._running = True
+        self._spin.start()
+
+    def _subscribe(self, msg_type, topic: str, key: str, keep: bool) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        rec = self.received[key] = Received(keep)
+
+        def callback(msg, rec=rec):
+            now = time.monotonic()
+            with self.lock:
+                rec.count += 1
+                rec.times.append(now)
+                rec.stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+                if rec.keep:
+                    rec.messages.append(msg)
+
+        self.node.create_subscription(msg_type, topic, callback,
+                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+
+    def _run(self) -> None:
+        while self._running:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def wait_for_node(self, timeout: float = 60.0) -> None:
+        """Until the segmentation node's subscription and our subscriptions are matched."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                time.sleep(0.3)  # let the output matching finish too
+                return
+            time.sleep(0.05)
+        raise TimeoutError('the segmentation node did not subscribe to '
+                           f'{self.pub.topic_name} within {timeout} s')
+
+    def stamp_now(self):
+        return self.node.get_clock().now().to_msg()
+
+    def publish(self, image: np.ndarray | None = None, encoding: str = 'rgb8', stamp=None,
+                frame_id: str = 'camera', msg=None, step: int | None = None):
+        """Publish an (H, W[, C]) uint8 array (or a ready message); returns the message."""
+        from sensor_msgs.msg import Image
+        if msg is None:
+            msg = Image()
+            h, w = image.shape[:2]
+            row = image.reshape(h, -1)
+            msg.height, msg.width, msg.encoding = h, w, encoding
+            msg.step = step or row.shape[1]
+            if msg.step > row.shape[1]:
+                row = np.pad(row, ((0, 0), (0, msg.step - row.shape[1])))
+            msg.data = np.ascontiguousarray(row).tobytes()
+        msg.header.frame_id = frame_id
+        msg.header.stamp = stamp or self.stamp_now()
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        with self.lock:
+            self.publish_times[key] = time.monotonic()
+        self.pub.publish(msg)
+        return msg
+
+    def wait(self, key: str, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.received[key].count >= count:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def latencies(self, key: str = 'mask') -> list[float]:
+        """Publish-to-receipt seconds of every output message, matched by stamp."""
+        out = []
+        rec = self.received[key]
+        with self.lock:
+            for stamp, t in zip(rec.stamps, rec.times):
+                sent = self.publish_times.get(stamp)
+                if sent is not None:
+                    out.append(t - sent)
+        return out
+
+    def close(self) -> None:
+        self._running = False
+        self._spin.join(timeout=2)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()

@@ -1,0 +1,65 @@
+"""Shared fixtures. Every test runs on CPU with small random-weight checkpoints unless it
+says otherwise; ROS tests use a domain id of their own so parallel runs do not mix."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+import random
+
+import pytest
+import torch
+
+from enet_ros.checkpoint import ModelMeta, save_checkpoint
+from enet_ros.model import ENet
+
+REPO = Path(__file__).resolve().parents[1]
+CAMVID = (REPO / '..' / 'shared' / 'data' / 'camvid').resolve()
+
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(20, 200)))
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds.xml'))
+os.environ.setdefault('ENET_ROS_CACHE', str(REPO / 'build' / 'test-cache'))
+
+CAMVID_NAMES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
+                'Fence', 'Car', 'Pedestrian', 'Bicyclist')
+CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128),
+                  (60, 40, 222), (128, 128, 0), (192, 128, 128), (64, 64, 128),
+                  (64, 0, 128), (64, 64, 0), (0, 128, 192))
+
+
+def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
+    """A random-weight checkpoint whose batch-norm statistics are not trivial."""
+    torch.manual_seed(seed)
+    model = ENet(len(CAMVID_NAMES))
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    meta = ModelMeta(dataset='camvid', class_names=CAMVID_NAMES, palette=CAMVID_PALETTE,
+                     input_size=input_size, mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
+    save_checkpoint(path, model, meta)
+    return path
+
+
+@pytest.fixture(scope='session')
+def weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp('weights') / 'enet_random.pt')
+
+
+@pytest.fixture(scope='session')
+def camvid_root() -> Path:
+    if not (CAMVID / 'val').is_dir():
+        pytest.fail(f'CamVid not found at {CAMVID}: tests need ../shared/data/camvid')
+    return CAMVID
+
+
+@pytest.fixture(scope='session')
+def ros():
+    import rclpy
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()

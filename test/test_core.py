@@ -1,0 +1,224 @@
+"""The ROS-free core: checkpoint errors, segmenter, image codec, metrics."""
+
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from enet_ros.checkpoint import CheckpointError, load_checkpoint, ModelMeta, save_checkpoint
+from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
+from enet_ros.metrics import ConfusionMatrix
+from enet_ros.model import ENet
+from enet_ros.segmenter import Segmenter, SegmenterError
+
+from conftest import CAMVID_NAMES, CAMVID_PALETTE, make_weights
+
+
+def test_core_imports_without_rclpy():
+    code = ('import sys; sys.modules["rclpy"] = None\n'
+            'import enet_ros.model, enet_ros.checkpoint, enet_ros.segmenter, '
+            'enet_ros.image_codec, enet_ros.metrics, training.train, training.evaluate\n'
+            'assert "rclpy" not in [m for m in sys.modules if sys.modules[m] is not None]')
+    subprocess.run([sys.executable, '-c', code], check=True)
+
+
+# -- checkpoint ---------------------------------------------------------------------
+
+def test_checkpoint_round_trip(weights):
+    model, meta = load_checkpoint(weights)
+    assert meta.class_names == CAMVID_NAMES and meta.input_size == (64, 96)
+    assert weights.stat().st_size < 1_000_000
+
+
+def test_checkpoint_missing(tmp_path):
+    with pytest.raises(CheckpointError, match='does not exist'):
+        load_checkpoint(tmp_path / 'nope.pt')
+
+
+def test_checkpoint_truncated(weights, tmp_path):
+    bad = tmp_path / 'trunc.pt'
+    bad.write_bytes(weights.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match=r'trunc\.pt.*truncated or corrupt'):
+        load_checkpoint(bad)
+
+
+def test_checkpoint_wrong_format_and_architecture(tmp_path):
+    foreign = tmp_path / 'foreign.pt'
+    torch.save({'state_dict': {}}, foreign)
+    with pytest.raises(CheckpointError, match='not an enet_ros checkpoint'):
+        load_checkpoint(foreign)
+    arch = tmp_path / 'arch.pt'
+    make_weights(arch)
+    data = torch.load(arch, weights_only=True)
+    data['architecture'] = 'enet-v99'
+    torch.save(data, arch)
+    with pytest.raises(CheckpointError, match="enet-v99"):
+        load_checkpoint(arch)
+
+
+def test_checkpoint_wrong_class_count(tmp_path):
+    path = tmp_path / 'classes.pt'
+    meta = ModelMeta('camvid', CAMVID_NAMES, CAMVID_PALETTE, (64, 96), (0.5,) * 3, (0.2,) * 3)
+    save_checkpoint(path, ENet(12), meta)
+    with pytest.raises(CheckpointError, match='11 classes but the weights have 12'):
+        load_checkpoint(path)
+
+
+# -- segmenter ----------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def seg(weights):
+    return Segmenter(weights, 'cpu', 'fp32', 'eager')
+
+
+def test_segment_shapes_and_orders(seg):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (61, 97, 3), dtype=np.uint8)
+    labels, timings = seg.segment(img, 'rgb')
+    assert labels.shape == (61, 97) and labels.dtype == np.uint8
+    assert labels.max() < len(CAMVID_NAMES)
+    assert timings.inference > 0 and timings.total >= timings.inference
+    bgr_labels, _ = seg.segment(np.ascontiguousarray(img[:, :, ::-1]), 'bgr')
+    np.testing.assert_array_equal(labels, bgr_labels)
+
+
+def test_colorize_and_overlay(seg):
+    labels = np.array([[0, 1], [255, 10]], dtype=np.uint8)
+    color = seg.colorize(labels)
+    assert color[0, 0].tolist() == list(CAMVID_PALETTE[0])
+    assert color[1, 0].tolist() == [0, 0, 0]
+    assert seg.colorize(labels, 'bgr')[1, 1].tolist() == list(CAMVID_PALETTE[10])[::-1]
+    img = np.full((2, 2, 3), 100, np.uint8)
+    out = seg.overlay(img, color, 0.5)
+    assert out[0, 0].tolist() == [114, 114, 114]
+
+
+def test_segmenter_rejects_bad_input(seg):
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
+        seg.segment(np.zeros((10, 10), np.uint8))
+    with pytest.raises(ValueError, match=r'\(H, W, 3\) uint8'):
+        seg.segment(np.zeros((10, 10, 3), np.float32))
+
+
+def test_segmenter_startup_errors(weights):
+    with pytest.raises(SegmenterError, match='unknown device'):
+        Segmenter(weights, 'tpu')
+    if not torch.cuda.is_available():
+        with pytest.raises(SegmenterError, match='CUDA is not available'):
+            Segmenter(weights, 'cuda')
+    with pytest.raises(SegmenterError, match='unknown precision'):
+        Segmenter(weights, 'cpu', 'int8')
+    with pytest.raises(ValueError, match='nearest valid size'):
+        Segmenter(weights, 'cpu', 'fp32', 'eager', input_size=(63, 96))
+
+
+def test_auto_precision_follows_recorded_agreement(tmp_path):
+    path = make_weights(tmp_path / 'w.pt')
+    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'  # nothing recorded
+    model, meta = load_checkpoint(path)
+    good = ModelMeta(**{**meta.__dict__, 'metrics': {'precision_agreement': {'bf16': 99.5}}})
+    save_checkpoint(path, model, good)
+    expected = 'bf16' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'fp32'
+    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == expected
+    bad = ModelMeta(**{**meta.__dict__, 'metrics': {'precision_agreement': {'bf16': 97.0}}})
+    save_checkpoint(path, model, bad)
+    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'
+
+
+def test_compiled_backend_matches_eager(weights):
+    img = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    eager, _ = Segmenter(weights, 'cpu', 'fp32', 'eager').segment(img)
+    compiled, _ = Segmenter(weights, 'cpu', 'fp32', 'compile').segment(img)
+    assert (eager == compiled).mean() > 0.999
+
+
+# -- image codec --------------------------------------------------------------------
+
+def _msg(arr, encoding, pad=0):
+    h, w = arr.shape[:2]
+    rows = arr.reshape(h, -1)
+    rows = np.pad(rows, ((0, 0), (0, pad)))
+    return SimpleNamespace(height=h, width=w, encoding=encoding, step=rows.shape[1],
+                           data=rows.tobytes(), format='')
+
+
+@pytest.mark.parametrize('encoding,channels,order', [
+    ('rgb8', 3, 'rgb'), ('bgr8', 3, 'bgr'), ('rgba8', 4, 'rgb'), ('bgra8', 4, 'bgr'),
+    ('mono8', 1, 'rgb')])
+@pytest.mark.parametrize('width,pad', [(97, 0), (97, 5), (1, 3), (64, 0)])
+def test_image_round_trip(encoding, channels, order, width, pad):
+    rng = np.random.default_rng(width + pad)
+    arr = rng.integers(0, 256, (13, width, channels), dtype=np.uint8)
+    out, got_order = image_to_array(_msg(arr, encoding, pad))
+    assert got_order == order and out.shape == (13, width, 3)
+    expected = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
+    np.testing.assert_array_equal(out, expected)
+    if channels != 1:  # zero-copy: a view on the message buffer
+        assert not out.flags.owndata
+
+
+def test_image_errors():
+    arr = np.zeros((4, 5, 3), np.uint8)
+    with pytest.raises(ImageError, match="unsupported encoding '16UC1'.*rgb8"):
+        image_to_array(_msg(arr, '16UC1'))
+    short = _msg(arr, 'rgb8')
+    short.data = short.data[:-1]
+    with pytest.raises(ImageError, match='needs 60 bytes of data, got 59'):
+        image_to_array(short)
+    zero = _msg(arr, 'rgb8')
+    zero.width = 0
+    with pytest.raises(ImageError, match='zero size'):
+        image_to_array(zero)
+    with pytest.raises(ImageError, match='max_image_pixels'):
+        image_to_array(_msg(arr, 'rgb8'), max_pixels=19)
+    bad_step = _msg(arr, 'rgb8')
+    bad_step.step = 10
+    with pytest.raises(ImageError, match='step 10'):
+        image_to_array(bad_step)
+
+
+def test_compressed():
+    arr = np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    ok, png = cv2.imencode('.png', arr)
+    out, order = compressed_to_array(SimpleNamespace(format='png', data=png.tobytes()))
+    assert order == 'bgr'
+    np.testing.assert_array_equal(out, arr)
+    with pytest.raises(ImageError, match='cannot decode'):
+        compressed_to_array(SimpleNamespace(format='jpeg', data=b'\xff\xd8garbage'))
+    with pytest.raises(ImageError, match='exceeds max_image_pixels'):
+        compressed_to_array(SimpleNamespace(format='png', data=png.tobytes()), max_pixels=100)
+    with pytest.raises(ImageError, match="unsupported compressed format 'tiff'"):
+        compressed_to_array(SimpleNamespace(format='tiff', data=png.tobytes()))
+
+
+def test_array_to_fields():
+    f = array_to_fields(np.zeros((3, 5), np.uint8), 'mono8')
+    assert (f['height'], f['width'], f['step'], len(f['data'])) == (3, 5, 5, 15)
+
+
+# -- metrics ------------------------------------------------------------------------
+
+def test_metrics_hand_computed():
+    cm = ConfusionMatrix(3)
+    target = np.array([0, 0, 1, 1, 2, 2, 255, 1])
+    pred = np.array([0, 1, 1, 1, 2, 0, 2, 2])
+    cm.update(target, pred)
+    # rows gt, cols pred
+    np.testing.assert_array_equal(cm.mat, [[1, 1, 0], [0, 2, 1], [1, 0, 1]])
+    m = cm.compute(['a', 'b', 'c'])
+    assert m['per_class_accuracy'] == pytest.approx({'a': 50, 'b': 200 / 3, 'c': 50})
+    assert m['per_class_iou'] == pytest.approx({'a': 100 / 3, 'b': 50, 'c': 100 / 3})
+    assert m['global_accuracy'] == pytest.approx(100 * 4 / 7)
+    assert m['mean_iou'] == pytest.approx((100 / 3 + 50 + 100 / 3) / 3)
+    assert m['class_avg_accuracy'] == pytest.approx((50 + 200 / 3 + 50) / 3)
+
+
+def test_metrics_absent_class_is_left_out():
+    cm = ConfusionMatrix(3)
+    cm.update(np.array([0, 1]), np.array([0, 1]))
+    m = cm.compute(['a', 'b', 'c'])
+    assert np.isnan(m['per_class_iou']['c']) and m['mean_iou'] == 100

@@ -1,0 +1,102 @@
+"""Evaluate weights with the ENet paper's Table 5 metrics (void/ignore excluded).
+
+    python -m training.evaluate --dataset camvid --root ../shared/data/camvid --split val \
+        [--weights FILE] [--json FILE]
+
+Predictions come from the node's own inference core (``enet_ros.segmenter.Segmenter``) at
+the dataset's full resolution, so these figures are what the node delivers. For
+Cityscapes it adds iIoU (instance-weighted, from instanceIds) and category IoU/iIoU as
+the official cityscapesscripts define them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from enet_ros.checkpoint import DEFAULT_WEIGHTS
+from enet_ros.metrics import ConfusionMatrix, format_metrics
+from enet_ros.segmenter import Segmenter
+from training import datasets
+
+
+def get_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--dataset', choices=['camvid', 'cityscapes'], required=True)
+    p.add_argument('--root', required=True)
+    p.add_argument('--split', choices=['train', 'val', 'test'], required=True)
+    p.add_argument('--weights', default=str(DEFAULT_WEIGHTS))
+    p.add_argument('--device', default='auto')
+    p.add_argument('--precision', default='fp32')
+    p.add_argument('--backend', default='eager')
+    p.add_argument('--limit', type=int, help='first N images only')
+    p.add_argument('--json', help='write the metrics here')
+    return p.parse_args(argv)
+
+
+def evaluate_segmenter(segmenter: Segmenter, images, targets, progress: bool = True) -> dict:
+    """Metrics of ``segmenter`` over RGB images and (H, W) targets (255 = ignore)."""
+    cm = ConfusionMatrix(segmenter.meta.num_classes)
+    for img, tgt in tqdm(zip(images, targets), total=len(images), disable=not progress,
+                         desc='evaluate'):
+        pred, _ = segmenter.segment(img, 'rgb')
+        cm.update(tgt, pred)
+    metrics = cm.compute(list(segmenter.class_names))
+    metrics['confusion_matrix'] = cm.mat.tolist()
+    return metrics
+
+
+def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
+    """iIoU and category IoU/iIoU with cityscapesscripts' evaluation code."""
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
+    from cityscapesscripts.helpers.labels import trainId2label
+    import tempfile
+    import cv2
+    args = ev.args
+    args.evalInstLevelScore = True
+    args.evalPixelAccuracy = False
+    args.quiet = True
+    args.JSONOutput = False
+    args.avgClassSize = ev.args.avgClassSize
+    lut = np.zeros(256, dtype=np.uint8)
+    for t, label in trainId2label.items():
+        if 0 <= t < 255:
+            lut[t] = label.id
+    preds, gts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path, label_path in zip(dataset.paths, dataset.label_paths):
+            img = datasets.read_rgb(path)
+            pred, _ = segmenter.segment(img, 'rgb')
+            out = Path(tmp) / label_path.name
+            cv2.imwrite(str(out), lut[pred])
+            preds.append(str(out))
+            gts.append(str(label_path))
+        result = ev.evaluateImgLists(preds, gts, args)
+    return {'iiou': 100 * float(result['averageScoreInstClasses']),
+            'category_iou': 100 * float(result['averageScoreCategories']),
+            'category_iiou': 100 * float(result['averageScoreInstCategories'])}
+
+
+def main(args: argparse.Namespace) -> dict:
+    segmenter = Segmenter(args.weights, args.device, args.precision, args.backend)
+    data = datasets.build(args.dataset, args.root, args.split, limit=args.limit)
+    metrics = evaluate_segmenter(segmenter, data.images, data.targets)
+    if args.dataset == 'cityscapes':
+        metrics.update(cityscapes_instance_metrics(segmenter, data))
+    metrics.update({'dataset': args.dataset, 'split': args.split, 'images': len(data),
+                    'weights': str(args.weights), 'precision': segmenter.precision})
+    print(format_metrics(metrics))
+    if 'iiou' in metrics:
+        print(f'iIoU {metrics["iiou"]:.1f}  category IoU {metrics["category_iou"]:.1f}  '
+              f'category iIoU {metrics["category_iiou"]:.1f}')
+    if args.json:
+        Path(args.json).write_text(json.dumps(metrics, indent=2))
+    return metrics
+
+
+if __name__ == '__main__':
+    main(get_args())
