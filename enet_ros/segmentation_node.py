@@ -101,12 +101,23 @@ class CameraStream:
         self.window_received = self.window_processed = 0
         self.window_rejected = self.window_failed = 0
         self.last_frame = None  # monotonic time of the last receipt
+        self.last_seq = None  # publication sequence number of the last frame
+        self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
 
-    def on_frame(self, msg) -> None:
+    def on_frame(self, msg, info=None) -> None:
+        seq = info.get('publication_sequence_number') if info else None
         with self.node.lock:
             if self.pending is not None:
                 self.dropped += 1
+            # Frames superseded in the depth-1 DDS queue (or lost in transport) never reach
+            # this callback; the publisher's sequence numbers reveal them. A lower number
+            # means a new publisher: start counting again from it.
+            if seq is not None and self.last_seq is not None and seq > self.last_seq + 1:
+                self.dropped += seq - self.last_seq - 1
+                self.unseen += seq - self.last_seq - 1
+            if seq is not None:
+                self.last_seq = seq
             self.pending = (msg, time.monotonic())
             self.received += 1
             self.window_received += 1
@@ -345,7 +356,8 @@ class SegmentationNode(Node):
                           cam.window_failed)
                 cam.window_received = cam.window_processed = 0
                 cam.window_rejected = cam.window_failed = 0
-                totals = (cam.received, cam.processed, cam.dropped, cam.rejected, cam.failed)
+                totals = (cam.received, cam.processed, cam.dropped, cam.unseen, cam.rejected,
+                          cam.failed)
                 last, last_error = cam.last_frame, cam.last_error
             arr.status.append(self._status(cam, window, counts, totals, last, last_error,
                                            budget, stale, now))
@@ -369,8 +381,8 @@ class SegmentationNode(Node):
             mean = f'{v.mean():.1f}' if v.size else 'nan'
             peak = f'{v.max():.1f}' if v.size else 'nan'
             values += [(f'{key}_ms_mean', mean), (f'{key}_ms_max', peak)]
-        names = ('frames_received', 'frames_processed', 'frames_dropped', 'frames_rejected',
-                 'inference_failures')
+        names = ('frames_received', 'frames_processed', 'frames_dropped',
+                 'frames_dropped_before_node', 'frames_rejected', 'inference_failures')
         values += [(n, str(t)) for n, t in zip(names, totals)]
         values.append(('last_error', last_error))
         status.values = [KeyValue(key=k, value=v) for k, v in values]

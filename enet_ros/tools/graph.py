@@ -62,7 +62,8 @@ class NodeProcess:
                                                   'PYTHONPATH': pythonpath}))
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors='replace')
 
     def wait_ready(self, timeout: float = 120.0) -> None:
@@ -84,7 +85,6 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._log.close()
         return self.proc.returncode
 
     def __enter__(self) -> 'NodeProcess':
@@ -92,6 +92,7 @@ class NodeProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+        self._log.close()
         self._tmp.cleanup()
 
 

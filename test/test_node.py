@@ -1,0 +1,310 @@
+"""The node as users run it: a separate process, real rclpy and FastDDS, outputs checked in
+this process (publisher and subscriber)."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from enet_ros.segmenter import Segmenter
+from enet_ros.tools.graph import NodeProcess, SegmentationClient
+
+from conftest import CAMVID_PALETTE
+
+
+def diag_values(client, name):
+    """Key/values of the newest diagnostics status with this name."""
+    for arr in reversed(client.received['diagnostics'].messages):
+        for status in arr.status:
+            if status.name == name:
+                return status, {kv.key: kv.value for kv in status.values}
+    return None, {}
+
+
+def wait_diag(client, predicate, timeout=10.0, name='/enet_segmentation: image'):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, values = diag_values(client, name)
+        if status is not None and predicate(status, values):
+            return status, values
+        time.sleep(0.1)
+    status, values = diag_values(client, name)
+    assert status is not None, f'no diagnostics status named {name!r}'
+    return status, values
+
+
+@pytest.fixture(scope='module')
+def node(weights, ros):
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager', 'device': 'cpu',
+                      'precision': 'fp32', 'max_image_pixels': 200_000,
+                      'overlay_alpha': 0.4}) as proc:
+        proc.wait_ready()
+        yield proc
+        assert proc.proc.poll() is None, proc.log()
+
+
+@pytest.fixture(scope='module')
+def client(node):
+    c = SegmentationClient(outputs=('mask', 'color_mask', 'overlay'), name='test_client')
+    c.wait_for_node()
+    yield c
+    c.close()
+
+
+def _send_and_get(client, image, encoding, step=None, timeout=10.0):
+    before = {k: client.received[k].count for k in ('mask', 'color_mask', 'overlay')}
+    msg = client.publish(image, encoding, frame_id=f'cam_{encoding}', step=step)
+    for key in before:
+        assert client.wait(key, before[key] + 1, timeout), f'no {key} for {encoding}'
+    return msg, {k: client.received[k].messages[-1] for k in before}
+
+
+ENCODINGS = [('rgb8', 3), ('bgr8', 3), ('rgba8', 4), ('bgra8', 4), ('mono8', 1)]
+
+
+@pytest.mark.parametrize('encoding,channels', ENCODINGS)
+@pytest.mark.parametrize('width,pad', [(97, 0), (131, 7)])
+def test_encodings_through_dds(client, weights, encoding, channels, width, pad):
+    rng = np.random.default_rng(width)
+    h = 59
+    arr = rng.integers(0, 256, (h, width, channels), dtype=np.uint8)
+    step = width * channels + pad
+    sent, out = _send_and_get(client, arr, encoding, step=step)
+    mask = out['mask']
+    assert (mask.encoding, mask.height, mask.width, mask.step) == ('mono8', h, width, width)
+    assert mask.header.stamp == sent.header.stamp
+    assert mask.header.frame_id == sent.header.frame_id
+    labels = np.frombuffer(mask.data, np.uint8).reshape(h, width)
+    assert labels.max() < 11
+
+    # the node converted the frame as the core expects: same ids as in-process
+    order = 'bgr' if encoding.startswith('bgr') else 'rgb'
+    rgb3 = np.repeat(arr, 3, axis=2) if channels == 1 else arr[:, :, :3]
+    expected, _ = Segmenter(weights, 'cpu', 'fp32', 'eager').segment(
+        np.ascontiguousarray(rgb3), order)
+    assert (expected == labels).mean() > 0.999
+
+    color = out['color_mask']
+    assert (color.encoding, color.height, color.width) == ('rgb8', h, width)
+    color_arr = np.frombuffer(color.data, np.uint8).reshape(h, width, 3)
+    np.testing.assert_array_equal(color_arr, np.asarray(CAMVID_PALETTE, np.uint8)[labels])
+
+    overlay = out['overlay']
+    assert overlay.encoding == f'{order}8'
+    assert overlay.header.stamp == sent.header.stamp
+    ov = np.frombuffer(overlay.data, np.uint8).reshape(h, width, 3)
+    palette = np.asarray(CAMVID_PALETTE, np.uint8)
+    if order == 'bgr':
+        palette = palette[:, ::-1]
+    expected_ov = cv2.addWeighted(np.ascontiguousarray(palette[labels]), 0.4,
+                                  np.ascontiguousarray(rgb3), 0.6, 0)
+    np.testing.assert_array_equal(ov, expected_ov)
+
+
+def test_diagnostics_content(client):
+    client.publish(np.zeros((40, 48, 3), np.uint8), 'rgb8')
+    status, values = wait_diag(client, lambda s, v: int(v['frames_processed']) > 0)
+    assert status is not None, 'no diagnostics from the node'
+    assert status.hardware_id == 'cpu'
+    for key in ('model', 'device', 'precision', 'input_fps', 'output_fps',
+                'preprocess_ms_mean', 'preprocess_ms_max', 'inference_ms_mean',
+                'inference_ms_max', 'postprocess_ms_mean', 'end_to_end_ms_mean',
+                'frames_received', 'frames_processed', 'frames_dropped', 'frames_rejected'):
+        assert key in values, key
+    assert values['precision'] == 'fp32' and values['device'] == 'cpu'
+    assert 'camvid' in values['model']
+
+
+def _bad_frames(client):
+    from sensor_msgs.msg import Image
+    good = np.full((30, 40, 3), 90, np.uint8)
+    bad = []
+    m = Image(height=30, width=40, encoding='16UC1', step=80, data=bytes(2400))
+    bad.append(m)
+    m = Image(height=30, width=40, encoding='rgb8', step=120, data=bytes(100))  # short
+    bad.append(m)
+    m = Image(height=0, width=40, encoding='rgb8', step=120, data=b'')
+    bad.append(m)
+    m = Image(height=500, width=500, encoding='mono8', step=500, data=bytes(250_000))
+    bad.append(m)  # more pixels than max_image_pixels (200000)
+    return good, bad
+
+
+def test_bad_frames_never_kill_the_node(client, node):
+    _, before = wait_diag(client, lambda s, v: True)
+    rejected0 = int(before.get('frames_rejected', 0))
+    good, bad = _bad_frames(client)
+    got = client.received['mask'].count
+    sent_good = []
+    for msg in bad:
+        m = client.publish(msg=msg)
+        time.sleep(0.15)  # one at a time: newest-frame mailbox must not supersede them
+        g = client.publish(good, 'rgb8')
+        sent_good.append((g.header.stamp.sec, g.header.stamp.nanosec))
+        time.sleep(0.15)
+        del m
+    assert client.wait('mask', got + len(bad), 10)
+    stamps = client.received['mask'].stamps
+    assert all(s in stamps for s in sent_good)
+    status, values = wait_diag(
+        client, lambda s, v: int(v['frames_rejected']) >= rejected0 + len(bad))
+    assert int(values['frames_rejected']) == rejected0 + len(bad)
+    assert 'unsupported encoding' in node.log() or 'frame skipped' in node.log()
+    assert node.proc.poll() is None
+
+
+def test_live_parameters_validated(client, node):
+    from rcl_interfaces.msg import Parameter, ParameterValue, ParameterType
+    from rcl_interfaces.srv import SetParameters
+    import rclpy
+    cli = client.node.create_client(SetParameters, '/enet_segmentation/set_parameters')
+    assert cli.wait_for_service(timeout_sec=10)
+
+    def set_param(name, value):
+        if isinstance(value, float):
+            v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+        else:
+            v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+        fut = cli.call_async(SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+        deadline = time.monotonic() + 10
+        while not fut.done() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return fut.result().results[0]
+
+    assert not set_param('overlay_alpha', 1.5).successful
+    bad = set_param('color_order', 'xyz')
+    assert not bad.successful and 'rgb or bgr' in bad.reason
+    assert not set_param('model_path', '/x').successful  # read-only
+    assert set_param('overlay_alpha', 0.4).successful
+    del rclpy
+
+
+def test_latest_frame_only(ros, tmp_path_factory):
+    """Frames arrive much faster than inference: latency stays bounded, drops counted."""
+    from conftest import make_weights
+    slow = make_weights(tmp_path_factory.mktemp('slow') / 'slow.pt', input_size=(360, 480))
+    with NodeProcess({'model_path': str(slow), 'backend': 'eager', 'device': 'cpu',
+                      'precision': 'fp32'}, ros_args=['-r', '__ns:=/fast']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/fast', name='fast_client')
+        try:
+            c.wait_for_node()
+            img = np.random.default_rng(0).integers(0, 256, (360, 480, 3), dtype=np.uint8)
+            c.publish(img)  # one frame first to measure a single inference end to end
+            assert c.wait('mask', 1, 20)
+            single = c.latencies()[0]
+            n = 80
+            for _ in range(n):
+                c.publish(img)
+                time.sleep(0.005)  # ~200 Hz, far faster than inference
+            # a last frame after the burst: frames lost at the end of the burst show up as
+            # a sequence gap before it
+            time.sleep(3 * single + 0.5)
+            c.publish(img)
+            n += 1
+            status, values = wait_diag(
+                c, lambda s, v: int(v['frames_processed']) + int(v['frames_dropped']) == n + 1,
+                timeout=20 * single + 10, name='/fast/enet_segmentation: image')
+            processed = int(values['frames_processed'])
+            dropped = int(values['frames_dropped'])
+            # every frame sent is accounted for: processed or dropped
+            assert processed + dropped == n + 1, str(values)
+            assert int(values['frames_received']) + int(
+                values['frames_dropped_before_node']) == n + 1, values
+            assert dropped >= n / 2, values
+            assert c.wait('mask', processed, 5) and c.received['mask'].count == processed
+            # newest-frame processing: no queue builds up, so every delivered mask is at
+            # most about two inferences old (one in flight, one waiting)
+            lat = c.latencies()
+            assert max(lat) < 3 * single + 0.5, (max(lat), single)
+        finally:
+            c.close()
+
+
+def test_multiple_cameras_share_one_model(weights, ros):
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager',
+                      'cameras': ['front', 'rear']},
+                     ros_args=['-r', '__ns:=/multi']) as proc:
+        proc.wait_ready()
+        clients = [SegmentationClient(namespace=f'/multi/{ns}', name=f'c_{ns}')
+                   for ns in ('front', 'rear')]
+        try:
+            for c in clients:
+                c.wait_for_node()
+            for i, c in enumerate(clients):
+                c.publish(np.full((24, 32 + 8 * i, 3), 50, np.uint8), frame_id=f'cam{i}')
+            for i, c in enumerate(clients):
+                assert c.wait('mask', 1, 15)
+                m = c.received['mask'].messages[0]
+                assert (m.width, m.header.frame_id) == (32 + 8 * i, f'cam{i}')
+            assert proc.log().count('listening on') == 1
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_compressed_input(weights, ros):
+    from sensor_msgs.msg import CompressedImage
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager',
+                      'input_compressed': True}, ros_args=['-r', '__ns:=/comp']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/comp', compressed=True, name='comp_client')
+        try:
+            c.wait_for_node()
+            img = np.random.default_rng(2).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+            for fmt, ext in (('jpeg', '.jpg'), ('png', '.png')):
+                msg = CompressedImage(format=fmt, data=cv2.imencode(ext, img)[1].tobytes())
+                c.publish(msg=msg)
+                time.sleep(0.3)
+            c.publish(msg=CompressedImage(format='jpeg', data=b'not a jpeg'))
+            time.sleep(0.3)
+            c.publish(msg=CompressedImage(format='png', data=cv2.imencode('.png', img)[1]
+                                          .tobytes()))
+            assert c.wait('mask', 3, 15)
+            assert all((m.width, m.height) == (61, 45) for m in c.received['mask'].messages)
+            status, values = wait_diag(c, lambda s, v: int(v['frames_rejected']) == 1,
+                                       name='/comp/enet_segmentation: image')
+            assert int(values['frames_rejected']) == 1
+            assert status.level == status.WARN
+            assert proc.proc.poll() is None
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize('params,message', [
+    ({'model_path': '/nonexistent/enet.pt'}, 'model file /nonexistent/enet.pt does not exist'),
+    ({'device': 'tpu'}, "parameter device='tpu' is not one of"),
+    ({'device': 'cuda'}, 'CUDA is not available'),
+    ({'corrupt': True}, 'truncated or corrupt'),
+])
+def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
+    import torch
+    if params.get('device') == 'cuda' and torch.cuda.is_available():
+        pytest.skip('this machine has CUDA')
+    if params.pop('corrupt', False):
+        bad = tmp_path / 'corrupt.pt'
+        bad.write_bytes(weights.read_bytes()[:1000])
+        params['model_path'] = str(bad)
+    params.setdefault('model_path', str(weights))
+    with NodeProcess(params) as proc:
+        rc = proc.proc.wait(60)
+        log = proc.log()
+    assert rc != 0
+    assert message in log
+    assert 'Traceback' not in log
+    assert len([line for line in log.splitlines() if 'start-up failed' in line]) == 1
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_clean_shutdown(weights, ros, sig):
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
+                     ros_args=['-r', '__ns:=/shutdown']) as proc:
+        proc.wait_ready()
+        rc = proc.stop(sig)
+        log = proc.log()
+    assert rc == 0, log
+    assert 'Traceback' not in log
