@@ -14,7 +14,6 @@ in its mailbox before inference is counted as dropped.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 import sys
 import threading

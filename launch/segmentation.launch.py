@@ -14,7 +14,7 @@ def generate_launch_description():
     share = get_package_share_directory('enet_ros')
     args = [
         DeclareLaunchArgument('image', default_value='image',
-                              description='Input image topic (remapped onto the node\'s image)'),
+                              description="Input image topic (remapped onto the node's image)"),
         DeclareLaunchArgument('namespace', default_value='',
                               description='Namespace for the node and its topics'),
         DeclareLaunchArgument('params_file',

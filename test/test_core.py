@@ -56,7 +56,7 @@ def test_checkpoint_wrong_format_and_architecture(tmp_path):
     data = torch.load(arch, weights_only=True)
     data['architecture'] = 'enet-v99'
     torch.save(data, arch)
-    with pytest.raises(CheckpointError, match="enet-v99"):
+    with pytest.raises(CheckpointError, match='enet-v99'):
         load_checkpoint(arch)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from enet_ros.checkpoint import load_checkpoint, ModelMeta, save_checkpoint

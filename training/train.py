@@ -33,7 +33,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from enet_ros.checkpoint import atomic_save

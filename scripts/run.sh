@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# bash scripts/run.sh demo [demo args]   set up, then run the node on the embedded frames
+# bash scripts/run.sh test [pytest args] set up, then run the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+job=${1:-}
+shift || true
+case "$job" in
+  demo) exec .venv/bin/python -m enet_ros.tools.demo "$@" ;;
+  test) exec .venv/bin/python -m pytest "$@" ;;
+  *) echo "usage: bash scripts/run.sh demo|test [args]" >&2; exit 2 ;;
+esac

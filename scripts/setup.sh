@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Make .venv with everything enet_ros, its tests and training need. Idempotent: it does
+# nothing when the requirement files have not changed since the last run.
+#  - With ROS 2 sourced (ROS_DISTRO set), the venv sees the system's rclpy and messages
+#    (--system-site-packages) and no ROS wheels are installed.
+#  - With torch already importable (a Jetson's NVIDIA build), torch is not installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+stamp=.venv/.enet_ros_setup
+want=$(cat requirements/*.txt | sha256sum | cut -c1-16)-${ROS_DISTRO:-pypi}
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+if [ -n "${ROS_DISTRO:-}" ]; then
+  echo "setup: using the sourced ROS 2 $ROS_DISTRO"
+  "$PY" -m venv --system-site-packages .venv
+else
+  "$PY" -m venv .venv
+fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+if [ -z "${ROS_DISTRO:-}" ]; then
+  "${pip[@]}" -r requirements/ros.txt
+fi
+if .venv/bin/python -c 'import torch' 2>/dev/null; then
+  echo "setup: keeping the installed torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
+else
+  "${pip[@]}" -r requirements/torch.txt
+fi
+"${pip[@]}" -r requirements/base.txt
+echo "$want" > "$stamp"
+echo "setup: .venv ready"

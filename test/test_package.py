@@ -1,0 +1,109 @@
+"""The ROS package as colcon and launch see it, and the lint checks."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+
+
+def test_ruff_lint():
+    subprocess.run([sys.executable, '-m', 'ruff', 'check', str(REPO)], check=True)
+
+
+def test_package_xml_format3_and_matches_setup():
+    from catkin_pkg.package import parse_package
+    pkg = parse_package(str(REPO / 'package.xml'))
+    assert pkg.package_format == 3 and pkg.name == 'enet_ros'
+    assert any(e.tagname == 'build_type' and e.content == 'ament_python' for e in pkg.exports)
+    deps = {d.name for d in pkg.exec_depends}
+    assert {'rclpy', 'sensor_msgs', 'diagnostic_msgs'} <= deps
+    setup = (REPO / 'setup.py').read_text()
+    assert f"version='{pkg.version}'" in setup
+    assert (REPO / 'resource' / 'enet_ros').is_file()
+    assert 'lib/enet_ros' in (REPO / 'setup.cfg').read_text()
+
+
+@pytest.fixture(scope='module')
+def colcon_install(tmp_path_factory):
+    if shutil.which('colcon') is None and not (Path(sys.executable).parent / 'colcon').exists():
+        pytest.fail('colcon is not installed: run scripts/setup.sh')
+    colcon = shutil.which('colcon') or str(Path(sys.executable).parent / 'colcon')
+    base = tmp_path_factory.mktemp('colcon')
+    subprocess.run([colcon, '--log-base', str(base / 'log'), 'build', '--packages-select',
+                    'enet_ros', '--base-paths', str(REPO), '--build-base', str(base / 'build'),
+                    '--install-base', str(base / 'install')],
+                   check=True, cwd=base, capture_output=True)
+    return base / 'install' / 'enet_ros'
+
+
+def test_colcon_build_installs_share_and_executables(colcon_install):
+    share = colcon_install / 'share' / 'enet_ros'
+    assert (share / 'launch' / 'segmentation.launch.py').is_file()
+    for name in ('segmentation.yaml', 'segmentation.rviz', 'fastdds.xml'):
+        assert (share / 'config' / name).is_file(), name
+    assert (share / 'package.xml').is_file()
+    index = colcon_install / 'share' / 'ament_index' / 'resource_index' / 'packages'
+    assert (index / 'enet_ros').is_file()
+    for exe in ('segmentation_node', 'demo', 'evaluate_bag', 'replay_bag', 'make_bag'):
+        assert (colcon_install / 'lib' / 'enet_ros' / exe).is_file(), exe
+
+
+def _node_parameters(weights) -> dict:
+    """Parameter names and values the node declares, read from a real node."""
+    code = f"""
+import rclpy, json
+from enet_ros.segmentation_node import SegmentationNode
+rclpy.init(args=['--ros-args', '-p', 'model_path:={weights}', '-p', 'backend:=eager'])
+n = SegmentationNode()
+print(json.dumps({{k: p.value for k, p in n._parameters.items()}}))
+n.shutdown(); n.destroy_node(); rclpy.shutdown()
+"""
+    import json
+    out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
+                         text=True, cwd=REPO)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_params_file_matches_node_parameters(weights):
+    declared = _node_parameters(weights)
+    params = yaml.safe_load((REPO / 'config' / 'segmentation.yaml').read_text())
+    values = params['/**']['ros__parameters']
+    runtime_only = {'class_names', 'palette', 'use_sim_time', 'start_type_description_service'}
+    assert set(values) == set(declared) - runtime_only
+    for key, value in values.items():
+        if key not in ('model_path', 'backend'):  # set differently by _node_parameters
+            assert declared[key] == value, key
+
+
+def test_launch_arguments_match_node_parameters(weights):
+    tree = ast.parse((REPO / 'launch' / 'segmentation.launch.py').read_text())
+    args = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
+            kw = {k.arg: k.value for k in node.keywords}
+            assert 'description' in kw, ast.unparse(node)
+            args[node.args[0].value] = kw
+    assert {'image', 'namespace', 'params_file', 'device', 'precision', 'input_compressed',
+            'log_level'} <= set(args)
+    declared = _node_parameters(weights)
+    for name in ('device', 'precision', 'input_compressed'):
+        assert name in declared
+    # every LaunchConfiguration used names a declared argument
+    used = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and getattr(n.func, 'id', '') == 'LaunchConfiguration'}
+    assert used <= set(args)
+    assert "executable='segmentation_node'" in ast.unparse(tree)
+
+
+def test_rviz_config_shows_image_overlay_and_mask():
+    rviz = yaml.safe_load((REPO / 'config' / 'segmentation.rviz').read_text())
+    topics = [d['Topic']['Value'] for d in rviz['Visualization Manager']['Displays']]
+    assert topics == ['/image', '/segmentation/overlay', '/segmentation/color_mask']
