@@ -8,7 +8,7 @@ setup(
     name=package_name,
     version='0.1.0',
     packages=find_packages(include=['enet_ros', 'enet_ros.*', 'training', 'training.*']),
-    package_data={'enet_ros': ['weights/*.pt', 'weights/*.onnx', 'demo_frames/*.png',
+    package_data={'enet_ros': ['weights/*.pt', 'weights/*.onnx', 'demo_frames/*.jpg',
                                'demo_frames/*.md']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + package_name]),
