@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import os
 from pathlib import Path
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -36,6 +37,10 @@ PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 BACKENDS = ('auto', 'eager', 'compile')
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MIN_AGREEMENT = 99.0  # percent of pixels whose class id matches fp32
+
+# Frames arrive as read-only views on message buffers; the core never writes to them
+# (every step makes a new tensor), so torch's warning about that is noise.
+warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 
 
 class SegmenterError(RuntimeError):

@@ -117,7 +117,7 @@ def _report(args, client, frames, sent, startup) -> int:
     overlays = {(m.header.stamp.sec, m.header.stamp.nanosec): m
                 for m in client.received['overlay'].messages}
     latest = {}  # frame index -> its newest overlay (the node may drop some frames)
-    for loop, i, stamp in sent:
+    for _, i, stamp in sent:
         if stamp in overlays:
             latest[i] = overlays[stamp]
     written = 0

@@ -1,0 +1,139 @@
+"""Inference speed of the core at 480x360 .. 1920x1080, batch 1, every backend and precision.
+
+    python benchmarks/core_speed.py [--weights FILE] [--runs 20] [--readme]
+
+Each row is the median of ``--runs`` timed runs of the network (``Timings.inference``)
+after warm-up, plus the whole ``segment()`` call (resize, normalise, network, argmax,
+resize back). The reference is what peer PyTorch ENets ship: the same network unfused
+(batch norm and dropout kept, eval mode), eager, fp32, contiguous NCHW, measured in the
+same run. Start-up: a fresh process constructing the default Segmenter and running a
+first frame, with an empty compile cache (cold) and again with the cache it left (warm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import header, publish, REPO, table  # noqa: E402
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
+from enet_ros.segmenter import Segmenter  # noqa: E402
+
+SIZES = [(360, 480), (360, 640), (720, 1280), (1080, 1920)]
+CONFIGS = [('eager', 'fp32'), ('eager', 'bf16'), ('eager', 'fp16'),
+           ('compile', 'fp32'), ('compile', 'bf16'), ('compile', 'fp16')]
+
+
+def median_ms(fn, runs: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times) * 1000
+
+
+def reference_ms(weights: Path, size, runs: int) -> float:
+    model, _ = load_checkpoint(weights)
+    x = torch.randn(1, 3, *size)
+    with torch.inference_mode():
+        return median_ms(lambda: model(x), runs)
+
+
+def segmenter_ms(weights: Path, backend: str, precision: str, size, runs: int):
+    seg = Segmenter(weights, 'cpu', precision, backend, input_size=size)
+    img = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    t = time.perf_counter()
+    seg.segment(img)
+    first = time.perf_counter() - t
+    for _ in range(3):
+        seg.segment(img)
+    inference, total = [], []
+    for _ in range(runs):
+        t = time.perf_counter()
+        _, timings = seg.segment(img)
+        total.append(time.perf_counter() - t)
+        inference.append(timings.inference)
+    return statistics.median(inference) * 1000, statistics.median(total) * 1000, first
+
+
+STARTUP = """
+import time, numpy as np
+t = time.perf_counter()
+from enet_ros.segmenter import Segmenter
+s = Segmenter({weights!r}, 'cpu', 'auto', 'auto', input_size=(360, 640))
+s.segment(np.zeros((360, 640, 3), np.uint8))
+print(s.precision, s.backend, time.perf_counter() - t)
+"""
+
+
+def startup_s(weights: Path, cache: Path) -> tuple[str, float]:
+    out = subprocess.run([sys.executable, '-c', STARTUP.format(weights=str(weights))],
+                         capture_output=True, text=True, check=True, cwd=REPO,
+                         env={**__import__('os').environ, 'ENET_ROS_CACHE': str(cache),
+                              'TORCHINDUCTOR_CACHE_DIR': str(cache / 'inductor'),
+                              'PYTHONPATH': str(REPO)})
+    precision, backend, seconds = out.stdout.split()[-3:]
+    return f'{backend} {precision}', float(seconds)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
+    p.add_argument('--runs', type=int, default=20)
+    p.add_argument('--sizes', nargs='*', default=[f'{w}x{h}' for h, w in SIZES])
+    p.add_argument('--readme', action='store_true', help='replace the README section')
+    args = p.parse_args()
+    sizes = [tuple(int(v) for v in s.split('x'))[::-1] for s in args.sizes]
+    cols = ['config'] + [f'{w}x{h}' for h, w in sizes]
+    ref = ['reference: unfused eager fp32'] + [f'{reference_ms(args.weights, s, args.runs):.1f}'
+                                               for s in sizes]
+    rows, totals, firsts, raw = [ref], [], [], {'reference': ref[1:]}
+    for backend, precision in CONFIGS:
+        inf_row, tot_row, first_row = [f'{backend} {precision}'], [f'{backend} {precision}'], \
+            [f'{backend} {precision}']
+        for s in sizes:
+            inf, tot, first = segmenter_ms(args.weights, backend, precision, s, args.runs)
+            inf_row.append(f'{inf:.1f}')
+            tot_row.append(f'{tot:.1f}')
+            first_row.append(f'{first:.1f}')
+            print(f'{backend} {precision} {s}: network {inf:.1f} ms, segment() {tot:.1f} ms, '
+                  f'first frame {first:.1f} s', flush=True)
+        rows.append(inf_row)
+        totals.append(tot_row)
+        firsts.append(first_row)
+        raw[f'{backend} {precision}'] = inf_row[1:]
+    with tempfile.TemporaryDirectory() as tmp:
+        default, cold = startup_s(args.weights, Path(tmp))
+        _, warm = startup_s(args.weights, Path(tmp))
+    md = header('Core inference speed (median ms, batch 1)')
+    md += (f'\nNetwork only (`Timings.inference`), {args.runs} runs after warm-up; weights '
+           f'`{args.weights.name}`:\n\n' + table(cols, rows))
+    md += '\nWhole `segment()` call (resize, normalise, network, argmax, resize back):\n\n'
+    md += table(cols, totals)
+    md += '\nFirst frame in a process (s), including compilation for `compile`:\n\n'
+    md += table(cols, firsts)
+    md += (f'\nDefault Segmenter ({default}) start-up to first result at 640x360 in a new '
+           f'process: cold cache {cold:.1f} s, warm cache {warm:.1f} s.\n')
+    (REPO / 'benchmarks' / 'results').mkdir(parents=True, exist_ok=True)
+    (REPO / 'benchmarks' / 'results' / 'core_speed.json').write_text(json.dumps(
+        {'sizes': cols[1:], 'network_ms': raw, 'startup_cold_s': cold,
+         'startup_warm_s': warm, 'default': default}, indent=2))
+    publish('core_speed', md, args.readme)
+
+
+if __name__ == '__main__':
+    main()

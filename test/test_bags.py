@@ -1,0 +1,181 @@
+"""Bag tools on bags written by make_bag from CamVid val frames, both storages."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from enet_ros.bag_io import BagReader, BagWriter
+
+from conftest import REPO
+
+N = 4
+
+
+def run(module, *args, timeout=300):
+    return subprocess.run([sys.executable, '-m', module, *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, 'PYTHONPATH': str(REPO)})
+
+
+@pytest.fixture(scope='module', params=['sqlite3', 'mcap'])
+def bag(request, tmp_path_factory, camvid_root):
+    out = tmp_path_factory.mktemp(f'bag_{request.param}') / 'camvid'
+    res = run('enet_ros.tools.make_bag', camvid_root / 'val', out, '--labels',
+              camvid_root / 'valannot', '--limit', N, '--storage', request.param,
+              '--rate', 5, '--start', 1000)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.fixture(scope='module')
+def reference_metrics(weights, camvid_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp('ref') / 'ref.json'
+    res = run('training.evaluate', '--dataset', 'camvid', '--root', camvid_root, '--split',
+              'val', '--weights', weights, '--limit', N, '--json', out)
+    assert res.returncode == 0, res.stderr
+    return json.loads(out.read_text())
+
+
+KEYS = ('mean_iou', 'class_avg_accuracy', 'global_accuracy', 'per_class_iou',
+        'per_class_accuracy')
+
+
+def _same(a, b):
+    for k in KEYS:
+        assert json.dumps(a[k]) == json.dumps(b[k]), k
+
+
+def test_bag_contents(bag):
+    with BagReader(bag) as r:
+        assert r.topics() == {'/camera/image': 'sensor_msgs/msg/Image',
+                              '/camera/labels': 'sensor_msgs/msg/Image'}
+        frames = list(r.messages('/camera/image'))
+    assert len(frames) == N
+    assert [f.stamp for f in frames] == [1000 * 10**9 + i * 2 * 10**8 for i in range(N)]
+    assert frames[0].msg.encoding == 'rgb8' and frames[0].msg.width == 480
+
+
+def test_metrics_equal_training_evaluate_with_label_topic(bag, weights, reference_metrics,
+                                                          tmp_path):
+    out = tmp_path / 'm.json'
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
+              '/camera/labels', '--ignore-id', 11, '--precision', 'fp32', '--json', out,
+              '--no-progress')
+    assert res.returncode == 0, res.stderr
+    got = json.loads(out.read_text())
+    _same(got, reference_metrics)
+    assert got['frames_evaluated'] == N and got['complete']
+    for stage in ('preprocess', 'inference', 'postprocess', 'total'):
+        assert set(got['timing'][stage]) == {'mean_ms', 'median_ms', 'p95_ms', 'max_ms'}
+    assert 'class average' in res.stdout
+
+
+def test_metrics_with_label_folder_by_index(bag, weights, reference_metrics, camvid_root,
+                                            tmp_path):
+    labels = tmp_path / 'labels'
+    labels.mkdir()
+    for p in sorted((camvid_root / 'valannot').glob('*.png'))[:N]:
+        shutil.copy(p, labels / p.name)
+    out = tmp_path / 'm.json'
+    res = run('enet_ros.tools.evaluate_bag', bag, '--topic', '/camera/image', '--weights',
+              weights, '--labels', labels, '--ignore-id', 11, '--precision', 'fp32',
+              '--json', out, '--no-progress')
+    assert res.returncode == 0, res.stderr
+    _same(json.loads(out.read_text()), reference_metrics)
+
+
+def test_output_bag_and_report(bag, weights, tmp_path):
+    out_bag, report = tmp_path / 'out', tmp_path / 'report'
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
+              '/camera/labels', '--ignore-id', 11, '--output-bag', out_bag, '--report',
+              report, '--no-progress')
+    assert res.returncode == 0, res.stderr
+    with BagReader(out_bag) as r:
+        topics = r.topics()
+        assert set(topics) == {'/camera/image', '/camera/segmentation/mask',
+                               '/camera/segmentation/color_mask',
+                               '/camera/segmentation/overlay'}
+        stamps = None
+        for topic, enc in (('/camera/image', 'rgb8'), ('/camera/segmentation/mask', 'mono8'),
+                           ('/camera/segmentation/color_mask', 'rgb8'),
+                           ('/camera/segmentation/overlay', 'rgb8')):
+            frames = list(r.messages(topic))
+            assert len(frames) == N and {f.msg.encoding for f in frames} == {enc}
+            assert {(f.msg.height, f.msg.width) for f in frames} == {(360, 480)}
+            got = [f.stamp for f in frames]
+            stamps = stamps or got
+            assert got == stamps
+    for name in ('report.json', 'report.md', 'latency.png', 'per_class_iou.png',
+                 'frame_0.png'):
+        assert (report / name).is_file(), name
+    assert 'per_class_iou.png' in (report / 'report.md').read_text()
+
+
+def test_missing_topic_lists_topics(bag, weights):
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--topic', '/nope')
+    assert res.returncode == 1
+    assert '/camera/image (sensor_msgs/msg/Image)' in res.stderr
+    assert 'Traceback' not in res.stderr
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights)
+    assert res.returncode == 1 and 'several image topics' in res.stderr
+
+
+def test_label_ids_outside_classes(bag, weights):
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
+              '/camera/labels')
+    assert res.returncode == 1
+    assert '/camera/labels message stamped 1000000000000 has label ids [11]' in res.stderr
+
+
+def test_truncated_bag_gives_partial_result(bag, weights, tmp_path):
+    broken = tmp_path / 'broken'
+    shutil.copytree(bag, broken)
+    data = next(p for p in broken.iterdir() if p.suffix in ('.db3', '.mcap'))
+    raw = data.read_bytes()
+    data.write_bytes(raw[:int(len(raw) * 0.6)])
+    out = tmp_path / 'partial.json'
+    res = run('enet_ros.tools.evaluate_bag', broken, '--topic', '/camera/image', '--weights',
+              weights, '--json', out, '--no-progress')
+    assert 'Traceback' not in res.stderr, res.stderr
+    if res.returncode == 3:  # readable up to a point: evaluated that part, said so
+        got = json.loads(out.read_text())
+        assert not got['complete'] and got['frames_evaluated'] < N
+        assert 'partial result' in res.stderr
+    else:  # not even the index could be read: a clear one-line error
+        assert res.returncode == 1 and 'cannot open bag' in res.stderr, res.stderr
+
+
+def test_unsupported_frames_are_skipped_and_counted(weights, tmp_path):
+    path = tmp_path / 'mixed'
+    with BagWriter(path, 'mcap') as w:
+        for i in range(3):
+            w.write('/cam/image', w.image(np.full((16, 24, 3), 60 * i, np.uint8), 'rgb8',
+                                          i * 10**8 + 1, 'cam'), i * 10**8 + 1)
+        bad = w.image(np.zeros((16, 48), np.uint8), '16UC1', 5 * 10**8, 'cam')
+        w.write('/cam/image', bad, 5 * 10**8)
+    out = tmp_path / 'mixed.json'
+    res = run('enet_ros.tools.evaluate_bag', path, '--weights', weights, '--json', out,
+              '--no-progress')
+    assert res.returncode == 0, res.stderr
+    got = json.loads(out.read_text())
+    assert got['frames_evaluated'] == 3 and got['frames_skipped'] == 1
+    assert "unsupported encoding '16UC1'" in next(iter(got['skipped_reasons']))
+
+
+def test_live_replay_through_node(bag, weights, tmp_path):
+    out = tmp_path / 'replay.json'
+    res = run('enet_ros.tools.replay_bag', bag, '--topic', '/camera/image', '--start-node',
+              '--weights', weights, '--backend', 'eager', '--lockstep', '--namespace',
+              f'/replay_{Path(bag).parent.name}', '--json', out)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = json.loads(out.read_text())
+    assert got['frames_sent'] == N and got['frames_received'] == N
+    assert got['latency_ms']['max'] > 0
