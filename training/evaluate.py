@@ -56,6 +56,8 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
     from cityscapesscripts.helpers.labels import trainId2label
     import tempfile
     import cv2
+    if not hasattr(np, 'in1d'):  # cityscapesscripts 2.3 calls np.in1d, removed in NumPy 2.4
+        np.in1d = np.isin
     args = ev.args
     args.evalInstLevelScore = True
     args.evalPixelAccuracy = False
@@ -75,6 +77,7 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
             cv2.imwrite(str(out), lut[pred])
             preds.append(str(out))
             gts.append(str(label_path))
+        args.exportFile = str(Path(tmp) / 'result.json')
         result = ev.evaluateImgLists(preds, gts, args)
     return {'iiou': 100 * float(result['averageScoreInstClasses']),
             'category_iou': 100 * float(result['averageScoreCategories']),

@@ -58,6 +58,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--class-weight-c', type=float, default=1.02)
     p.add_argument('--scale', type=float, nargs=2, default=(0.5, 2.0),
                    help='random scale range for augmentation')
+    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
+                   help='train and validate at this size (default: the dataset\'s, CamVid '
+                        '360 480); recorded in the exported checkpoint')
     p.add_argument('--output-dir', required=True)
     p.add_argument('--resume', action='store_true', help='continue from output-dir/checkpoint.pth')
     p.add_argument('--limit', type=int, help='use only the first N images of each split')
@@ -156,7 +159,8 @@ def evaluate(model, dataset, mean, std, device, stage, batch_size=10) -> Confusi
     return cm
 
 
-def main(args: argparse.Namespace) -> dict:
+def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
+    """Train; return the trained model (stage encoder: EncoderClassifier) and last val metrics."""
     distributed = int(os.environ.get('WORLD_SIZE', '1')) > 1
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     rank, world = 0, 1
@@ -177,10 +181,10 @@ def main(args: argparse.Namespace) -> dict:
     np_rng = np.random.default_rng([args.seed, rank])
 
     info = (datasets.camvid_info() if args.dataset == 'camvid' else datasets.cityscapes_info())
+    size = tuple(args.input_size) if args.input_size else info.input_size
     train_set = datasets.build(args.dataset, args.root, 'train',
-                               train_transform(info.input_size, np_rng, tuple(args.scale)),
-                               args.limit)
-    val_set = datasets.build(args.dataset, args.root, 'val', Resize(info.input_size), args.limit)
+                               train_transform(size, np_rng, tuple(args.scale)), args.limit)
+    val_set = datasets.build(args.dataset, args.root, 'val', Resize(size), args.limit)
     num_classes = len(info.class_names)
     weights = class_weights(train_set.targets, num_classes, args.class_weight_c)
     mean_l, std_l = channel_stats(train_set.images)
@@ -256,7 +260,7 @@ def main(args: argparse.Namespace) -> dict:
                      'lr_scheduler': scheduler.state_dict(), 'epoch': epoch,
                      'args': vars(args), 'rng': rngs, 'best_miou': best,
                      'mean': mean_l, 'std': std_l, 'class_weights': weights.tolist(),
-                     'dataset': info.name, 'val_metrics': metrics,
+                     'dataset': info.name, 'input_size': list(size), 'val_metrics': metrics,
                      'confusion': cm.mat}
             if improved:
                 atomic_save(state, out / 'best.pth')
@@ -279,7 +283,7 @@ def main(args: argparse.Namespace) -> dict:
         writer.close()
     if distributed:
         dist.destroy_process_group()
-    return metrics
+    return model, metrics
 
 
 def _shared_order(n: int, seed: int, epoch: int) -> np.ndarray:
