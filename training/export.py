@@ -63,8 +63,8 @@ def main(args: argparse.Namespace) -> Path:
     model = ENet(len(info.class_names))
     model.load_state_dict(ckpt['model'])
     meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
-                     input_size=tuple(ckpt.get('input_size', info.input_size)), mean=tuple(ckpt['mean']),
-                     std=tuple(ckpt['std']),
+                     input_size=tuple(ckpt.get('input_size', info.input_size)),
+                     mean=tuple(ckpt['mean']), std=tuple(ckpt['std']),
                      metrics={'epoch': ckpt['epoch'] + 1, 'train_args': ckpt['args']})
     out = Path(args.output)
     save_checkpoint(out, model, meta)

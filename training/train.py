@@ -59,7 +59,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--scale', type=float, nargs=2, default=(0.5, 2.0),
                    help='random scale range for augmentation')
     p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
-                   help='train and validate at this size (default: the dataset\'s, CamVid '
+                   help="train and validate at this size (default: the dataset's, CamVid "
                         '360 480); recorded in the exported checkpoint')
     p.add_argument('--output-dir', required=True)
     p.add_argument('--resume', action='store_true', help='continue from output-dir/checkpoint.pth')

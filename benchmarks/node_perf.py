@@ -1,0 +1,276 @@
+"""The node over real DDS on one host: latency, transport loss, soak, several cameras.
+
+    python benchmarks/node_perf.py latency   [--readme]  # e2e vs core inference, 640x360/720p
+    python benchmarks/node_perf.py transport [--readme]  # FastDDS defaults vs config/fastdds.xml
+    python benchmarks/node_perf.py soak      [--readme]  # 30 Hz 720p for --seconds (120)
+    python benchmarks/node_perf.py cameras   [--readme]  # throughput with 1, 2, 4 cameras
+
+Every run starts the node as its own process with the shipped weights and its default
+device, precision and backend, as ``ros2 run`` would (``--backend`` etc. override).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.report import header, publish, REPO, table  # noqa: E402
+from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient  # noqa: E402
+
+SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
+
+
+def frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
+def last_diag(client, name='/enet_segmentation: image') -> dict:
+    for arr in reversed(client.received['diagnostics'].messages):
+        for s in arr.status:
+            if s.name == name:
+                return {kv.key: kv.value for kv in s.values}
+    return {}
+
+
+def diag_mean(client, key: str, name='/enet_segmentation: image') -> float:
+    v = [float(kv.value) for arr in client.received['diagnostics'].messages
+         for s in arr.status if s.name == name for kv in s.values
+         if kv.key == key and kv.value != 'nan']
+    return float(np.mean(v)) if v else float('nan')
+
+
+def start(args, extra: dict | None = None, ns: str = '') -> NodeProcess:
+    params = {'device': args.device, 'precision': args.precision, 'backend': args.backend}
+    params.update(extra or {})
+    node = NodeProcess(params, ros_args=['-r', f'__ns:={ns}'] if ns else [])
+    node.wait_ready(timeout=600)
+    return node
+
+
+def latency(args) -> str:
+    import rclpy
+    rows = []
+    for label in ('640x360', '1280x720'):
+        h, w = SIZES[label]
+        with start(args, ns='/bench'):
+            rclpy.init()
+            c = SegmentationClient(namespace='/bench', reliable_input=True, keep=False,
+                                   name='bench_latency')
+            try:
+                c.wait_for_node()
+                img = frame(h, w)
+                for i in range(args.frames):  # lockstep: each frame after the last mask
+                    c.publish(img)
+                    c.wait('mask', i + 1, 10)
+                time.sleep(1.2)
+                lat = np.asarray(c.latencies()[5:]) * 1000  # skip the first few
+                name = '/bench/enet_segmentation: image'
+                inf = diag_mean(c, 'inference_ms_mean', name)
+                pre = diag_mean(c, 'preprocess_ms_mean', name)
+                post = diag_mean(c, 'postprocess_ms_mean', name)
+                d = last_diag(c, name)
+            finally:
+                c.close()
+                rclpy.try_shutdown()
+        med = float(np.median(lat))
+        rows.append([label, d.get('precision'), d.get('backend'), f'{med:.1f}',
+                     f'{np.percentile(lat, 95):.1f}', f'{inf:.1f}', f'{pre:.1f}',
+                     f'{post:.1f}', f'{med - inf:.1f}', f'{100 * (med - inf) / inf:.0f}%'])
+    md = header('Node latency over DDS (lockstep, one frame in flight)')
+    md += (f'\n{args.frames} frames per size published by another process, each after the '
+           'previous mask arrived; latency = publish to receipt of `segmentation/mask`. '
+           "Stage times are the node's own diagnostics (mean of per-second means). "
+           'Overhead = everything that is not the network: message conversion, resize, '
+           'normalisation, argmax, resize back, publishing and DDS transport.\n\n')
+    md += table(['input', 'precision', 'backend', 'e2e median ms', 'e2e p95 ms',
+                 'inference ms', 'preprocess ms', 'postprocess+publish ms',
+                 'overhead ms', 'overhead / inference'], rows)
+    return md
+
+
+SUBSCRIBER = textwrap.dedent("""
+    import sys, time, rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    rclpy.init()
+    node = rclpy.create_node('transport_sub')
+    got = []
+    node.create_subscription(Image, 'transport', lambda m: got.append(1),
+                             QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    end = time.monotonic() + float(sys.argv[1])
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    print(len(got), flush=True)
+""")
+
+PUBLISHER = textwrap.dedent("""
+    import sys, time, rclpy, numpy as np
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    h, w, n = (int(v) for v in sys.argv[1:4])
+    rclpy.init()
+    node = rclpy.create_node('transport_pub')
+    pub = node.create_publisher(Image, 'transport', QoSProfile(
+        depth=10, reliability=ReliabilityPolicy.BEST_EFFORT))
+    while pub.get_subscription_count() == 0:
+        time.sleep(0.05)
+    time.sleep(2)  # let the subscriber side finish matching too
+    data = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8).tobytes()
+    t0 = time.monotonic()
+    for i in range(n):
+        pub.publish(Image(height=h, width=w, encoding='rgb8', step=w * 3, data=data))
+        time.sleep(max(0.0, t0 + (i + 1) / 30 - time.monotonic()))
+    time.sleep(1)
+""")
+
+
+def transport(args) -> str:
+    rows = []
+    for profile in ('FastDDS defaults', 'config/fastdds.xml'):
+        for label, (h, w) in SIZES.items():
+            received = transport_run(profile != 'FastDDS defaults', h, w, args.frames)
+            rows.append([profile, label, f'{h * w * 3 / 1e6:.1f}', args.frames, received,
+                         f'{100 * (args.frames - received) / args.frames:.1f}%'])
+    md = header('DDS transport loss between two processes, best effort, 30 Hz rgb8')
+    md += ('\nA publisher process sends frames at 30 Hz to a best-effort subscriber (depth 10) '
+           'in another process on the same host, both with the same middleware settings; '
+           'no node involved. FastDDS reads its XML profile once per process, so each '
+           'setting gets fresh processes.\n\n')
+    md += table(['middleware settings', 'image', 'MB/frame', 'sent', 'received', 'lost'],
+                rows)
+    return md
+
+
+def transport_run(with_profile: bool, h: int, w: int, n: int) -> int:
+    """Frames received of ``n`` sent between two fresh processes."""
+    env = ros_env()
+    if not with_profile:
+        env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
+    env['ROS_DOMAIN_ID'] = str(int(os.environ.get('ROS_DOMAIN_ID', '0')) + 1)
+    duration = n / 30 + 8
+    sub = subprocess.Popen([sys.executable, '-c', SUBSCRIBER, str(duration)], env=env,
+                           stdout=subprocess.PIPE, text=True)
+    subprocess.run([sys.executable, '-c', PUBLISHER, str(h), str(w), str(n)], env=env,
+                   check=True, timeout=duration + 30)
+    return int(sub.communicate(timeout=duration + 30)[0].split()[-1])
+
+
+def soak(args) -> str:
+    import rclpy
+    h, w = SIZES['1280x720']
+    with start(args, ns='/soak') as node:
+        rclpy.init()
+        c = SegmentationClient(namespace='/soak', keep=False, name='bench_soak')
+        try:
+            c.wait_for_node()
+            imgs = [frame(h, w, s) for s in range(4)]
+            rss, t0, i = [], time.monotonic(), 0
+            next_sample = t0
+            while time.monotonic() - t0 < args.seconds:
+                c.publish(imgs[i % 4])
+                i += 1
+                if time.monotonic() >= next_sample:
+                    rss.append((time.monotonic() - t0, rss_mb(node.proc.pid)))
+                    next_sample += 5
+                time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
+            time.sleep(2)
+            alive = node.proc.poll() is None
+            lat = np.asarray(c.latencies()) * 1000
+            d = last_diag(c, '/soak/enet_segmentation: image')
+        finally:
+            c.close()
+            rclpy.try_shutdown()
+    base = next(r for t, r in rss if t >= 30)  # after warm-up allocations settled
+    end = rss[-1][1]
+    md = header(f'Soak: 1280x720 rgb8 at 30 Hz for {args.seconds} s')
+    md += '\n' + table(['metric', 'value'], [
+        ['node alive at the end', alive], ['frames sent', i],
+        ['masks received', c.received['mask'].count],
+        ['node: received / processed / dropped / dropped before node / rejected',
+         f'{d.get("frames_received")} / {d.get("frames_processed")} / '
+         f'{d.get("frames_dropped")} / {d.get("frames_dropped_before_node")} / '
+         f'{d.get("frames_rejected")}'],
+        ['e2e latency median / p95 / max ms',
+         f'{np.median(lat):.0f} / {np.percentile(lat, 95):.0f} / {lat.max():.0f}'],
+        ['RSS at 30 s / at end (MB)', f'{base:.0f} / {end:.0f}'],
+        ['RSS growth after 30 s', f'{100 * (end - base) / base:+.1f}%'],
+        ['RSS samples (s: MB)', ', '.join(f'{t:.0f}: {r:.0f}' for t, r in rss[::4])]])
+    return md
+
+
+def cameras(args) -> str:
+    import rclpy
+    h, w = SIZES['640x360']
+    rows = []
+    for n in (1, 2, 4):
+        names = [f'cam{k}' for k in range(n)]
+        with start(args, {'cameras': names}, ns='/multi'):
+            rclpy.init()
+            clients = [SegmentationClient(namespace=f'/multi/{ns}', keep=False,
+                                          name=f'bench_{ns}') for ns in names]
+            try:
+                for c in clients:
+                    c.wait_for_node()
+                img = frame(h, w)
+                t0, i = time.monotonic(), 0
+                while time.monotonic() - t0 < args.seconds:
+                    for c in clients:
+                        c.publish(img)
+                    i += 1
+                    time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
+                elapsed = time.monotonic() - t0
+                time.sleep(1)
+                got = [c.received['mask'].count for c in clients]
+                lat = np.concatenate([np.asarray(c.latencies()) for c in clients]) * 1000
+            finally:
+                for c in clients:
+                    c.close()
+                rclpy.try_shutdown()
+        rows.append([n, f'{30 * n}', f'{sum(got) / elapsed:.1f}',
+                     ' / '.join(f'{g / elapsed:.1f}' for g in got),
+                     f'{np.median(lat):.0f}', f'{np.percentile(lat, 95):.0f}'])
+    md = header('Several cameras in one node process (one shared model), 640x360 at 30 Hz each')
+    md += f'\nEach camera published by its own client for {args.seconds} s.\n\n'
+    md += table(['cameras', 'input fps total', 'output fps total', 'per camera',
+                 'e2e median ms', 'e2e p95 ms'], rows)
+    return md
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('what', choices=['latency', 'transport', 'soak', 'cameras'])
+    p.add_argument('--frames', type=int, default=100)
+    p.add_argument('--seconds', type=float, default=None)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--precision', default='auto')
+    p.add_argument('--backend', default='auto')
+    p.add_argument('--readme', action='store_true')
+    args = p.parse_args()
+    if args.seconds is None:
+        args.seconds = 120 if args.what == 'soak' else 20
+    os.environ.update(ros_env())
+    os.environ.setdefault('ROS_DOMAIN_ID', '77')
+    os.environ['PYTHONPATH'] = str(REPO)
+    md = {'latency': latency, 'transport': transport, 'soak': soak, 'cameras': cameras}[
+        args.what](args)
+    publish(f'node_{args.what}', md, args.readme)
+
+
+if __name__ == '__main__':
+    main()
