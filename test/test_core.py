@@ -222,3 +222,16 @@ def test_metrics_absent_class_is_left_out():
     cm.update(np.array([0, 1]), np.array([0, 1]))
     m = cm.compute(['a', 'b', 'c'])
     assert np.isnan(m['per_class_iou']['c']) and m['mean_iou'] == 100
+
+
+def test_codec_matches_cv_bridge_where_installed():
+    """On a ROS 2 machine with cv_bridge: the same arrays for every encoding."""
+    cv_bridge = pytest.importorskip('cv_bridge', reason='cv_bridge is not installable here')
+    from sensor_msgs.msg import Image
+    bridge = cv_bridge.CvBridge()
+    rng = np.random.default_rng(3)
+    for encoding, channels in (('rgb8', 3), ('bgr8', 3), ('rgba8', 4), ('bgra8', 4)):
+        arr = rng.integers(0, 256, (7, 11, channels), dtype=np.uint8)
+        msg = bridge.cv2_to_imgmsg(arr, encoding=encoding)
+        ours, _ = image_to_array(msg)
+        np.testing.assert_array_equal(ours, bridge.imgmsg_to_cv2(msg)[:, :, :3])
