@@ -214,3 +214,22 @@ def test_cityscapes_loader_mapping_and_metrics(tmp_path):
         assert isinstance(got[key], float), key
     assert set(got['per_class_iou']) == set(info.class_names)
     assert 'iIoU' in res.stdout
+
+
+def test_full_stage_starts_from_encoder_even_with_resume(tiny_camvid, tmp_path, capsys):
+    """The resumable recipe passes --resume from the start: with no checkpoint yet, the
+    full stage must still be initialised from the trained encoder."""
+    common = ['--root', str(tiny_camvid), '--epochs', '1', '--batch-size', '2',
+              '--max-steps', '1', '--input-size', '96', '128', '--no-progress', '--resume']
+    train.main(train.get_args(common + ['--stage', 'encoder', '--output-dir',
+                                                       str(tmp_path / 'enc')]))
+    enc_state = _state(tmp_path / 'enc' / 'best.pth')['model']
+    torch.manual_seed(123)  # a different init than the encoder run had
+    args = train.get_args(common + ['--stage', 'full', '--encoder-checkpoint',
+                                    str(tmp_path / 'enc' / 'best.pth'),
+                                    '--output-dir', str(tmp_path / 'full')])
+    args.epochs = 0  # build, initialise and stop before any step
+    model, _ = train.main(args)
+    assert 'encoder initialised from' in capsys.readouterr().out
+    for k, v in model.encoder.state_dict().items():
+        assert torch.equal(v, enc_state[f'encoder.{k}']), k

@@ -174,6 +174,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.output_dir)
+    ckpt_path = out / 'checkpoint.pth'
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -195,11 +196,15 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
         model = EncoderClassifier(enet)
     else:
         model = enet
-        if args.encoder_checkpoint and not args.resume:
-            enc = torch.load(args.encoder_checkpoint, map_location='cpu', weights_only=True)
+        if args.encoder_checkpoint and not (args.resume and ckpt_path.exists()):
+            # our own training checkpoint (numpy RNG state inside), not a downloaded file
+            enc = torch.load(args.encoder_checkpoint, map_location='cpu', weights_only=False)
             enet.encoder.load_state_dict(
                 {k[len('encoder.'):]: v for k, v in enc['model'].items()
                  if k.startswith('encoder.')})
+            if rank == 0:
+                print(f'encoder initialised from {args.encoder_checkpoint} '
+                      f'(val mIoU {enc["best_miou"]:.1f} on 1/8 labels)', flush=True)
     model.to(device)
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     criterion = nn.CrossEntropyLoss(weight=weights.to(device), ignore_index=IGNORE)
@@ -214,7 +219,6 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
         optimizer, lambda s: (1 - min(s, total_steps - 1) / total_steps) ** 0.9)
 
     start_epoch, best = 0, -math.inf
-    ckpt_path = out / 'checkpoint.pth'
     if args.resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location='cpu', weights_only=False)
         model.load_state_dict(ckpt['model'])
