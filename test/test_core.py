@@ -227,7 +227,6 @@ def test_metrics_absent_class_is_left_out():
 def test_codec_matches_cv_bridge_where_installed():
     """On a ROS 2 machine with cv_bridge: the same arrays for every encoding."""
     cv_bridge = pytest.importorskip('cv_bridge', reason='cv_bridge is not installable here')
-    from sensor_msgs.msg import Image
     bridge = cv_bridge.CvBridge()
     rng = np.random.default_rng(3)
     for encoding, channels in (('rgb8', 3), ('bgr8', 3), ('rgba8', 4), ('bgra8', 4)):
