@@ -18,10 +18,10 @@ from pathlib import Path
 import torch
 
 from enet_ros.checkpoint import load_checkpoint, ModelMeta, save_checkpoint
+from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet, fuse_for_inference
 from enet_ros.segmenter import Segmenter
 from training import datasets
-from training.evaluate import evaluate_segmenter
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -34,10 +34,8 @@ def get_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def precision_agreement(weights: Path, images) -> dict:
-    """Percent of pixels whose class id equals fp32's, for bf16 and fp16 on CPU."""
-    ref = Segmenter(weights, 'cpu', 'fp32', 'eager')
-    ref_ids = [ref.segment(img)[0] for img in images]
+def precision_agreement(weights: Path, images, ref_ids) -> dict:
+    """Percent of pixels whose class id equals fp32's (``ref_ids``), for bf16 and fp16 on CPU."""
     out = {}
     for precision in ('bf16', 'fp16'):
         seg = Segmenter(weights, 'cpu', precision, 'eager')
@@ -70,9 +68,12 @@ def main(args: argparse.Namespace) -> Path:
     save_checkpoint(out, model, meta)
     val = datasets.build(info.name, args.root, 'val', limit=args.limit)
     seg = Segmenter(out, 'cpu', 'fp32', 'eager')
-    val_metrics = evaluate_segmenter(seg, val.images, val.targets)
-    val_metrics.pop('confusion_matrix')
-    agreement = precision_agreement(out, val.images)
+    ref_ids = [seg.segment(img)[0] for img in val.images]
+    cm = ConfusionMatrix(seg.meta.num_classes)
+    for target, ids in zip(val.targets, ref_ids):
+        cm.update(target, ids)
+    val_metrics = cm.compute(list(seg.class_names))
+    agreement = precision_agreement(out, val.images, ref_ids)
     meta = ModelMeta(**{**meta.__dict__, 'metrics': {
         **meta.metrics, 'val': val_metrics, 'precision_agreement': agreement}})
     save_checkpoint(out, model, meta)
