@@ -40,18 +40,9 @@ def rss_mb(pid: int) -> float:
     return float('nan')
 
 
-def last_diag(client, name='/enet_segmentation: image') -> dict:
-    for arr in reversed(client.received['diagnostics'].messages):
-        for s in arr.status:
-            if s.name == name:
-                return {kv.key: kv.value for kv in s.values}
-    return {}
-
-
-def diag_mean(client, key: str, name='/enet_segmentation: image') -> float:
-    v = [float(kv.value) for arr in client.received['diagnostics'].messages
-         for s in arr.status if s.name == name for kv in s.values
-         if kv.key == key and kv.value != 'nan']
+def diag_mean(client, key: str, name: str) -> float:
+    """Mean over the run of a per-second diagnostics value (nan windows left out)."""
+    v = [float(s[key]) for s in client.statuses(name) if s.get(key, 'nan') != 'nan']
     return float(np.mean(v)) if v else float('nan')
 
 
@@ -84,7 +75,7 @@ def latency(args) -> str:
                 inf = diag_mean(c, 'inference_ms_mean', name)
                 pre = diag_mean(c, 'preprocess_ms_mean', name)
                 post = diag_mean(c, 'postprocess_ms_mean', name)
-                d = last_diag(c, name)
+                d = c.last_status(name)
             finally:
                 c.close()
                 rclpy.try_shutdown()
@@ -193,7 +184,7 @@ def soak(args) -> str:
             time.sleep(2)
             alive = node.proc.poll() is None
             lat = np.asarray(c.latencies()) * 1000
-            d = last_diag(c, '/soak/enet_segmentation: image')
+            d = c.last_status('/soak/enet_segmentation: image')
         finally:
             c.close()
             rclpy.try_shutdown()

@@ -13,6 +13,7 @@ import numpy as np
 ENCODINGS = {'rgb8': (3, 'rgb'), 'bgr8': (3, 'bgr'), 'rgba8': (4, 'rgb'),
              'bgra8': (4, 'bgr'), 'mono8': (1, 'rgb')}
 COMPRESSED_FORMATS = ('jpeg', 'png')
+IMAGE_FILE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')  # what the tools read from folders
 
 
 class ImageError(ValueError):

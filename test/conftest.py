@@ -12,6 +12,7 @@ import torch
 
 from enet_ros.checkpoint import ModelMeta, save_checkpoint
 from enet_ros.model import ENet
+from training.datasets import CAMVID_CLASSES as CAMVID_NAMES, CAMVID_PALETTE  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 CAMVID = (REPO / '..' / 'shared' / 'data' / 'camvid').resolve()
@@ -20,13 +21,6 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(20
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds.xml'))
 os.environ.setdefault('ENET_ROS_CACHE', str(REPO / 'build' / 'test-cache'))
-
-CAMVID_NAMES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
-                'Fence', 'Car', 'Pedestrian', 'Bicyclist')
-CAMVID_PALETTE = ((128, 128, 128), (128, 0, 0), (192, 192, 128), (128, 64, 128),
-                  (60, 40, 222), (128, 128, 0), (192, 128, 128), (64, 64, 128),
-                  (64, 0, 128), (64, 64, 0), (0, 128, 192))
-
 
 def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
     """A random-weight checkpoint whose batch-norm statistics are not trivial."""

@@ -178,4 +178,4 @@ def test_live_replay_through_node(bag, weights, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     got = json.loads(out.read_text())
     assert got['frames_sent'] == N and got['frames_received'] == N
-    assert got['latency_ms']['max'] > 0
+    assert got['latency']['max_ms'] > 0

@@ -21,17 +21,18 @@ import time
 import cv2
 import numpy as np
 
+from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
+from enet_ros.metrics import summarize_ms
 from enet_ros.tools.graph import apply_ros_env, NodeProcess, SegmentationClient
 
 DEMO_FRAMES = Path(__file__).resolve().parents[1] / 'demo_frames'
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def load_frames(source: Path, limit: int | None) -> list[np.ndarray]:
     """BGR frames from a folder of images or a video file."""
     frames = []
     if source.is_dir():
-        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_FILE_SUFFIXES)
         for p in paths[:limit]:
             img = cv2.imread(str(p), cv2.IMREAD_COLOR)
             if img is None:
@@ -48,16 +49,8 @@ def load_frames(source: Path, limit: int | None) -> list[np.ndarray]:
     else:
         raise SystemExit(f'demo: {source} is neither a folder of images nor a video file')
     if not frames:
-        raise SystemExit(f'demo: no frames in {source} (images: {", ".join(IMAGE_SUFFIXES)})')
+        raise SystemExit(f'demo: no frames in {source} (images: {", ".join(IMAGE_FILE_SUFFIXES)})')
     return frames
-
-
-def summarize(latencies: list[float]) -> dict:
-    v = np.asarray(latencies) * 1000
-    if v.size == 0:
-        return {}
-    return {'mean_ms': float(v.mean()), 'median_ms': float(np.median(v)),
-            'p95_ms': float(np.percentile(v, 95)), 'max_ms': float(v.max())}
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -127,12 +120,8 @@ def _report(args, client, frames, sent, startup) -> int:
             img = img[:, :, ::-1]
         cv2.imwrite(str(args.output / f'overlay_{i:04d}.png'), img)
         written += 1
-    diag, windows = {}, []
-    for arr in client.received['diagnostics'].messages:
-        for status in arr.status:
-            if status.name == '/enet_segmentation: image':
-                diag = {kv.key: kv.value for kv in status.values}
-                windows.append(diag)
+    windows = client.statuses('/enet_segmentation: image')
+    diag = windows[-1] if windows else {}
     stage_ms = {}
     for stage in ('preprocess', 'inference', 'postprocess'):
         v = [float(w[f'{stage}_ms_mean']) for w in windows
@@ -148,7 +137,7 @@ def _report(args, client, frames, sent, startup) -> int:
         'frames_sent': len(sent), 'masks_received': received,
         'frames_dropped_by_node': dropped, 'overlays_written': written,
         'node_startup_s': round(startup, 2),
-        'end_to_end_latency': summarize(client.latencies('mask')),
+        'end_to_end_latency': summarize_ms(client.latencies('mask')),
         'node_stage_ms_mean': stage_ms,
         'node_diagnostics': diag,
     }
@@ -162,7 +151,8 @@ def _report(args, client, frames, sent, startup) -> int:
              f'dropped by node {dropped}',
              'end-to-end latency (publish -> mask received): ' + (
                  f'mean {lat["mean_ms"]:.1f} ms, median {lat["median_ms"]:.1f}, '
-                 f'p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}' if lat else 'none'),
+                 f'p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}' if lat['mean_ms'] else
+                 'none'),
              'node stages (mean of per-second means): ' + ', '.join(
                  f'{k} {v:.1f} ms' for k, v in stage_ms.items()),
              f'wrote {written} overlays and summary.json to {args.output}/']

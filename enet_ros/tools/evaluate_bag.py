@@ -29,7 +29,7 @@ from tqdm import tqdm
 from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import compressed_to_array, image_to_array, ImageError
-from enet_ros.metrics import ConfusionMatrix, format_metrics
+from enet_ros.metrics import ConfusionMatrix, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 
 IGNORE = 255
@@ -62,14 +62,6 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--limit', type=int, help='first N frames only')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
-
-
-def summarize(values: list[float]) -> dict:
-    v = np.asarray(values, dtype=np.float64) * 1000
-    if v.size == 0:
-        return {'mean_ms': None, 'median_ms': None, 'p95_ms': None, 'max_ms': None}
-    return {'mean_ms': float(v.mean()), 'median_ms': float(np.median(v)),
-            'p95_ms': float(np.percentile(v, 95)), 'max_ms': float(v.max())}
 
 
 def to_array(msg, max_pixels=None):
@@ -259,7 +251,7 @@ def evaluate_bag(args) -> int:
         'skipped_reasons': skipped, 'complete': stopped is None,
         'stopped_because': stopped,
         'throughput_fps': evaluated / elapsed if elapsed > 0 else 0.0,
-        'timing': {s: summarize(timings[s]) for s in STAGES},
+        'timing': {s: summarize_ms(timings[s]) for s in STAGES},
     }
     if metrics:
         result.update(metrics)

@@ -212,6 +212,18 @@ class SegmentationClient:
                     out.append(t - sent)
         return out
 
+    def statuses(self, name: str) -> list[dict]:
+        """Key/values of every diagnostics status named ``name`` received so far."""
+        with self.lock:
+            arrays = list(self.received['diagnostics'].messages)
+        return [{kv.key: kv.value for kv in s.values}
+                for arr in arrays for s in arr.status if s.name == name]
+
+    def last_status(self, name: str) -> dict:
+        """The newest diagnostics status named ``name`` ({} if none yet)."""
+        found = self.statuses(name)
+        return found[-1] if found else {}
+
     def close(self) -> None:
         self._running = False
         self._spin.join(timeout=2)

@@ -19,8 +19,8 @@ import time
 import cv2
 
 from enet_ros.bag_io import BagError, BagWriter
+from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
 
-IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -41,9 +41,9 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def make_bag(args: argparse.Namespace) -> int:
     paths = sorted(p for p in args.images.iterdir()
-                   if p.suffix.lower() in IMAGE_SUFFIXES)[:args.limit]
+                   if p.suffix.lower() in IMAGE_FILE_SUFFIXES)[:args.limit]
     if not paths:
-        raise BagError(f'no images ({", ".join(IMAGE_SUFFIXES)}) in {args.images}')
+        raise BagError(f'no images ({", ".join(IMAGE_FILE_SUFFIXES)}) in {args.images}')
     start = int((args.start if args.start is not None else time.time()) * 1e9)
     step = int(1e9 / args.rate)
     with BagWriter(args.output, args.storage) as bag:

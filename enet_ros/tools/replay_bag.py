@@ -22,9 +22,8 @@ from pathlib import Path
 import sys
 import time
 
-import numpy as np
-
 from enet_ros.bag_io import BagError, BagReader
+from enet_ros.metrics import summarize_ms
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -78,17 +77,8 @@ def replay(args, client) -> dict:
         sent += 1
     client.wait('mask', sent, args.timeout)
     time.sleep(1.2)  # one more diagnostics period
-    latencies = np.asarray(client.latencies('mask')) * 1000
     received = client.received['mask'].count
-    diag = {}
-    name = f'{args.namespace.rstrip("/")}/enet_segmentation: image'
-    if not name.startswith('/'):
-        name = '/' + name
-    for arr in reversed(client.received['diagnostics'].messages):
-        status = next((s for s in arr.status if s.name == name), None)
-        if status is not None:
-            diag = {kv.key: kv.value for kv in status.values}
-            break
+    diag = client.last_status(f'{args.namespace.rstrip("/")}/enet_segmentation: image')
     return {
         'bag': str(args.bag), 'topic': topic,
         'pace': 'lockstep' if args.lockstep else (f'{args.rate} Hz' if args.rate
@@ -97,11 +87,7 @@ def replay(args, client) -> dict:
         'node_frames_dropped': int(diag.get('frames_dropped', 0)) if diag else None,
         'node_frames_rejected': int(diag.get('frames_rejected', 0)) if diag else None,
         'duration_s': time.monotonic() - t0,
-        'latency_ms': {
-            'mean': float(latencies.mean()) if latencies.size else None,
-            'median': float(np.median(latencies)) if latencies.size else None,
-            'p95': float(np.percentile(latencies, 95)) if latencies.size else None,
-            'max': float(latencies.max()) if latencies.size else None},
+        'latency': summarize_ms(client.latencies('mask')),
         'bag_read_error': read_error,
     }
 
@@ -133,13 +119,13 @@ def main(argv=None) -> int:
     finally:
         if node is not None:
             node.stop()
-    lat = result['latency_ms']
+    lat = result['latency']
     print(f'sent {result["frames_sent"]}, received {result["frames_received"]}, '
           f'lost {result["frames_lost"]} (node dropped {result["node_frames_dropped"]}, '
           f'rejected {result["node_frames_rejected"]}) at {result["pace"]}')
-    if lat['mean'] is not None:
-        print(f'end-to-end latency: mean {lat["mean"]:.1f} ms, median {lat["median"]:.1f}, '
-              f'p95 {lat["p95"]:.1f}, max {lat["max"]:.1f}')
+    if lat['mean_ms'] is not None:
+        print(f'end-to-end latency: mean {lat["mean_ms"]:.1f} ms, median '
+              f'{lat["median_ms"]:.1f}, p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}')
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0
