@@ -22,17 +22,23 @@ os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds.xml'))
 os.environ.setdefault('ENET_ROS_CACHE', str(REPO / 'build' / 'test-cache'))
 
-def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
-    """A random-weight checkpoint whose batch-norm statistics are not trivial."""
-    torch.manual_seed(seed)
-    model = ENet(len(CAMVID_NAMES))
+
+def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial batch-norm statistics and affine terms, so folding them is tested."""
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.3, 2.0)
                 m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
+                m.bias.uniform_(-0.3, 0.3)
+    return model
+
+
+def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
+    """A random-weight checkpoint whose batch-norm statistics are not trivial."""
+    torch.manual_seed(seed)
+    model = randomize_batch_norm(ENet(len(CAMVID_NAMES)))
     meta = ModelMeta(dataset='camvid', class_names=CAMVID_NAMES, palette=CAMVID_PALETTE,
                      input_size=input_size, mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
     save_checkpoint(path, model, meta)

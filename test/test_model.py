@@ -4,6 +4,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from enet_ros.model import check_input_size, EncoderClassifier, ENet, fuse_for_inference
 
+from conftest import randomize_batch_norm
+
 
 def test_parameter_count_matches_official_within_1_percent():
     n = sum(p.numel() for p in ENet(11).parameters())
@@ -57,15 +59,7 @@ def test_encoder_classifier_shares_weights():
 
 def test_fused_equals_eval_model():
     torch.manual_seed(0)
-    model = ENet(11)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.3, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.3, 0.3)
-    model.eval()
+    model = randomize_batch_norm(ENet(11)).eval()
     fused = fuse_for_inference(model)
     assert not any(isinstance(m, torch.nn.Dropout2d) for m in fused.modules())
     n_bn = sum(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
