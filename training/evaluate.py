@@ -70,8 +70,7 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
             lut[t] = label.id
     preds, gts = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for path, label_path in zip(dataset.paths, dataset.label_paths):
-            img = datasets.read_rgb(path)
+        for img, label_path in zip(dataset.images, dataset.label_paths):  # decoded once
             pred, _ = segmenter.segment(img, 'rgb')
             out = Path(tmp) / label_path.name
             cv2.imwrite(str(out), lut[pred])
