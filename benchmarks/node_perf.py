@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
+from enet_ros.segmentation_node import STAGES  # noqa: E402
 from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient  # noqa: E402
 
 SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
@@ -72,27 +73,31 @@ def latency(args) -> str:
                 time.sleep(1.2)
                 lat = np.asarray(c.latencies()[5:]) * 1000  # skip the first few
                 name = '/bench/enet_segmentation: image'
-                inf = diag_mean(c, 'inference_ms_mean', name)
-                pre = diag_mean(c, 'preprocess_ms_mean', name)
-                post = diag_mean(c, 'postprocess_ms_mean', name)
+                stage = {k: diag_mean(c, f'{k}_ms_mean', name) for k in STAGES}
                 d = c.last_status(name)
             finally:
                 c.close()
                 rclpy.try_shutdown()
         mean = float(lat.mean())
+        core = stage['preprocess'] + stage['inference'] + stage['postprocess']
         rows.append([label, d.get('precision'), d.get('backend'), f'{mean:.1f}',
-                     f'{np.median(lat):.1f}', f'{np.percentile(lat, 95):.1f}', f'{inf:.1f}',
-                     f'{pre:.1f}', f'{post:.1f}', f'{mean - inf:.1f}',
-                     f'{100 * (mean - inf) / inf:.0f}%'])
+                     f'{np.median(lat):.1f}', f'{np.percentile(lat, 95):.1f}',
+                     *(f'{stage[k]:.1f}' for k in STAGES), f'{core:.1f}',
+                     f'{mean - core:.1f}', f'{100 * (mean - core) / core:.0f}%',
+                     f'{100 * (mean - stage["inference"]) / stage["inference"]:.0f}%'])
     md = header('Node latency over DDS (lockstep, one frame in flight)')
     md += (f'\n{args.frames} frames per size published by another process, each after the '
-           'previous mask arrived; latency = publish to receipt of `segmentation/mask`. '
-           "Stage times are the node's own diagnostics (mean of per-second means). "
-           'Overhead = everything that is not the network: message conversion, resize, '
-           'normalisation, argmax, resize back, publishing and DDS transport.\n\n')
+           'previous mask arrived; e2e = publish to receipt of `segmentation/mask`. Stage '
+           "times are the node's own diagnostics (mean of per-second means). Core = the "
+           "inference core's `segment()` (preprocess + inference + postprocess: resize, "
+           'normalise, network, argmax, resize back), what any user of the core pays. '
+           "Node overhead = e2e - core: the node's own work (message conversion, publishing) "
+           'and DDS transport both ways. The last column puts everything but the network '
+           'against the network alone.\n\n')
     md += table(['input', 'precision', 'backend', 'e2e mean ms', 'e2e median ms',
-                 'e2e p95 ms', 'inference mean ms', 'preprocess ms', 'postprocess+publish ms',
-                 'overhead ms (e2e mean - inference mean)', 'overhead / inference'], rows)
+                 'e2e p95 ms', *(f'{k} ms' for k in STAGES), 'core ms',
+                 'node overhead ms', 'node overhead / core', 'all but network / network'],
+                rows)
     return md
 
 

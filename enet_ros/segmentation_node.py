@@ -37,6 +37,9 @@ NODE_NAME = 'enet_segmentation'
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
 ERROR_THROTTLE_S = 5.0
+# Per-frame stages timed in diagnostics: message to array; the core's resize and normalise,
+# network, argmax and resize back; colour mask, overlay, serialisation and publishing.
+STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'publish')
 
 
 @dataclass(frozen=True)
@@ -95,8 +98,7 @@ class CameraStream:
         self.node = node
         self.pending = None  # (msg, receipt time)
         self.received = self.processed = self.dropped = self.rejected = self.failed = 0
-        self.window = {k: [] for k in ('preprocess', 'inference', 'postprocess',
-                                       'processing', 'end_to_end')}
+        self.window = {k: [] for k in STAGES + ('processing', 'end_to_end')}
         self.window_received = self.window_processed = 0
         self.window_rejected = self.window_failed = 0
         self.last_frame = None  # monotonic time of the last receipt
@@ -133,8 +135,13 @@ class SegmentationNode(Node):
         size = None
         if self.config.input_width or self.config.input_height:
             size = (self.config.input_height, self.config.input_width)
+        t = time.perf_counter()
+        self.get_logger().info(f'loading {model_path} (backend {self.config.backend}: a '
+                               'first start on CPU compiles the model for ~40 s, later starts '
+                               'load it from the cache)')
         self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
                                    self.config.backend, size)
+        self.load_s = time.perf_counter() - t
         self._declare_model_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.lock = threading.Lock()
@@ -163,7 +170,8 @@ class SegmentationNode(Node):
             'Inference precision; auto = fp16 on CUDA, on CPU bf16 where it agrees with fp32 '
             'on >= 99% of validation pixels, else fp32.', True, choices=PRECISIONS))
         declare('backend', 'auto', _descriptor(
-            'auto = compile on CPU (torch.compile, cached on disk), eager on CUDA.', True,
+            'auto = compile on CPU (AOTInductor package, built once and cached on disk), '
+            'eager on CUDA.', True,
             choices=BACKENDS))
         declare('input_width', 0, _descriptor(
             'Network input width (multiple of 8); 0 = the checkpoint training size.', True,
@@ -326,9 +334,11 @@ class SegmentationNode(Node):
             cam.processed += 1
             cam.window_processed += 1
             w = cam.window
-            w['preprocess'].append(convert + timings.preprocess)
+            w['convert'].append(convert)
+            w['preprocess'].append(timings.preprocess)
             w['inference'].append(timings.inference)
-            w['postprocess'].append(timings.postprocess + publish)
+            w['postprocess'].append(timings.postprocess)
+            w['publish'].append(publish)
             w['processing'].append(time.monotonic() - received)
             w['end_to_end'].append(end_to_end)
 
@@ -374,7 +384,7 @@ class SegmentationNode(Node):
                   ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
                   ('input_topic', cam.sub.topic_name),
                   ('input_fps', f'{received:.1f}'), ('output_fps', f'{processed:.1f}')]
-        for key in ('preprocess', 'inference', 'postprocess', 'processing', 'end_to_end'):
+        for key in STAGES + ('processing', 'end_to_end'):
             v = np.asarray(window[key], dtype=np.float64) * 1000
             v = v[np.isfinite(v)]
             mean = f'{v.mean():.1f}' if v.size else 'nan'

@@ -129,11 +129,23 @@ def test_auto_precision_follows_recorded_agreement(tmp_path):
     assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'
 
 
-def test_compiled_backend_matches_eager(weights):
+def test_compiled_backend_matches_eager_and_reuses_its_package(weights, tmp_path,
+                                                                monkeypatch):
+    monkeypatch.setenv('ENET_ROS_CACHE', str(tmp_path / 'cache'))
     img = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
-    eager, _ = Segmenter(weights, 'cpu', 'fp32', 'eager').segment(img)
-    compiled, _ = Segmenter(weights, 'cpu', 'fp32', 'compile').segment(img)
-    assert (eager == compiled).mean() > 0.999
+    eager = Segmenter(weights, 'cpu', 'fp32', 'eager')
+    compiled = Segmenter(weights, 'cpu', 'fp32', 'compile')
+    for order in ('rgb', 'bgr'):
+        assert (eager.segment(img, order)[0] == compiled.segment(img, order)[0]).mean() > 0.999
+    packages = list((tmp_path / 'cache' / 'aoti').glob('*.pt2'))
+    assert len(packages) == 1
+    built = packages[0].stat().st_mtime_ns
+    Segmenter(weights, 'cpu', 'fp32', 'compile')  # a second start loads, does not rebuild
+    assert packages[0].stat().st_mtime_ns == built
+    packages[0].write_bytes(b'not a package')  # e.g. a disk that filled up mid-write
+    with pytest.warns(UserWarning, match='recompiling unreadable package'):
+        rebuilt = Segmenter(weights, 'cpu', 'fp32', 'compile')
+    assert (rebuilt.segment(img)[0] == eager.segment(img)[0]).mean() > 0.999
 
 
 # -- image codec --------------------------------------------------------------------
