@@ -7,6 +7,6 @@ root=${1:-../shared/data/camvid}
 out=${2:-runs/camvid}
 python -m training.train --dataset camvid --root "$root" --stage encoder --epochs 30 \
   --scale 0.75 1.5 --output-dir "$out/encoder" --resume --no-progress
-python -m training.train --dataset camvid --root "$root" --stage full --epochs 72 \
+python -m training.train --dataset camvid --root "$root" --stage full --epochs 84 \
   --scale 0.75 1.5 --encoder-checkpoint "$out/encoder/best.pth" \
   --output-dir "$out/full" --resume --no-progress
