@@ -315,3 +315,30 @@ def test_clean_shutdown(weights, ros, sig):
         log = proc.log()
     assert rc == 0, log
     assert 'Traceback' not in log
+
+
+def test_frames_lost_before_the_node_are_counted_from_sequence_gaps(weights, tmp_path):
+    """rclpy hands the callback the message info only if it asks for it; the gaps in the
+    publication sequence numbers are how frames superseded inside DDS get counted."""
+    import subprocess
+    import sys
+    code = f"""
+import rclpy
+from rclpy.subscription import Subscription
+from sensor_msgs.msg import Image
+from enet_ros.segmentation_node import SegmentationNode
+rclpy.init(args=['--ros-args', '-p', 'model_path:={weights}', '-p', 'backend:=eager'])
+n = SegmentationNode()
+cam = n.cameras[0]
+assert cam.sub._callback_type == Subscription.CallbackType.WithMessageInfo
+for seq in (1, 2, 6, 7):  # 3, 4 and 5 never arrived
+    cam.on_frame(Image(), {{'publication_sequence_number': seq}})
+print(cam.received, cam.unseen, cam.dropped)
+n.shutdown(); n.destroy_node(); rclpy.shutdown()
+"""
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    received, unseen, dropped = map(int, out.stdout.split()[-3:])
+    assert (received, unseen) == (4, 3)
+    assert dropped >= unseen  # plus any superseded in the mailbox by the next on_frame
