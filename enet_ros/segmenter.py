@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
+from enet_ros import model as model_module
 from enet_ros.model import check_input_size, fuse_for_inference
 
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -149,9 +150,13 @@ class Segmenter:
         if self.backend == 'compile':
             h, w = self.input_size
             example = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)
+            # the package depends on the weights, the network code, the shape, precision,
+            # device, torch and the CPU's instruction set that inductor compiled for
             digest = hashlib.sha256(self.model_path.read_bytes())
-            digest.update(f'{h}x{w} {self.precision} {self.device.type} '
-                          f'torch {torch.__version__}'.encode())
+            digest.update(Path(model_module.__file__).read_bytes())
+            digest.update(f'{h}x{w} {self.precision} {self.device.type} torch '
+                          f'{torch.__version__} {torch.backends.cpu.get_cpu_capability()}'
+                          .encode())
             self.net = compile_ahead(self.net, example.to(memory_format=torch.channels_last),
                                      digest.hexdigest()[:20])
         mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
