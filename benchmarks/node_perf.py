@@ -42,9 +42,14 @@ def rss_mb(pid: int) -> float:
 
 
 def diag_mean(client, key: str, name: str) -> float:
-    """Mean over the run of a per-second diagnostics value (nan windows left out)."""
-    v = [float(s[key]) for s in client.statuses(name) if s.get(key, 'nan') != 'nan']
-    return float(np.mean(v)) if v else float('nan')
+    """Per-frame mean over the run of a per-second diagnostics mean: each window weighted
+    by the frames it processed (windows without frames left out)."""
+    pairs = [(float(s[key]), float(s['output_fps'])) for s in client.statuses(name)
+             if s.get(key, 'nan') != 'nan' and float(s.get('output_fps', 0)) > 0]
+    if not pairs:
+        return float('nan')
+    means, frames = np.asarray(pairs).T
+    return float((means * frames).sum() / frames.sum())
 
 
 def start(args, extra: dict | None = None, ns: str = '') -> NodeProcess:
@@ -88,7 +93,8 @@ def latency(args) -> str:
     md = header('Node latency over DDS (lockstep, one frame in flight)')
     md += (f'\n{args.frames} frames per size published by another process, each after the '
            'previous mask arrived; e2e = publish to receipt of `segmentation/mask`. Stage '
-           "times are the node's own diagnostics (mean of per-second means). Core = the "
+           "times are the node's own diagnostics (per-frame mean: per-second means "
+           'weighted by the frames of each second). Core = the '
            "inference core's `segment()` (preprocess + inference + postprocess: resize, "
            'normalise, network, argmax, resize back), what any user of the core pays. '
            "Node overhead = e2e - core: the node's own work (message conversion, publishing) "

@@ -18,6 +18,7 @@ import torch
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.segmenter import Segmenter
 from training import datasets, train
+from training.report import unlearned_classes
 from training.train import class_weights
 
 from conftest import REPO
@@ -233,3 +234,13 @@ def test_full_stage_starts_from_encoder_even_with_resume(tiny_camvid, tmp_path, 
     assert 'encoder initialised from' in capsys.readouterr().out
     for k, v in model.encoder.state_dict().items():
         assert torch.equal(v, enc_state[f'encoder.{k}']), k
+
+
+def test_report_names_unlearned_classes_and_where_their_pixels_go():
+    # rows: ground truth, columns: predicted; class 2 is never predicted, its pixels go to 0
+    confusion = np.array([[50, 0, 0], [0, 40, 0], [9, 1, 0]])
+    text = unlearned_classes(confusion, ['road', 'car', 'pole'])
+    assert 'pole (0 val pixels predicted as pole; its own pixels go to road 90% and car 10%)' \
+        in text
+    assert 'road (' not in text and 'car (' not in text
+    assert unlearned_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''

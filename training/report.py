@@ -90,6 +90,24 @@ def plots(run: Path, out: Path, metrics: dict, confusion: np.ndarray, names) -> 
     plt.close(fig)
 
 
+def unlearned_classes(confusion: np.ndarray, names) -> str:
+    """A sentence naming the classes with val IoU under 1% and where their pixels go;
+    empty when there are none."""
+    tp = np.diag(confusion).astype(float)
+    iou = tp / np.maximum(confusion.sum(0) + confusion.sum(1) - tp, 1)
+    parts = []
+    for i in np.flatnonzero(iou < 0.01):
+        row = confusion[i] / max(confusion[i].sum(), 1)
+        top = np.argsort(row)[::-1][:2]
+        parts.append(f'{names[i]} ({int(confusion[:, i].sum())} val pixels predicted as '
+                     f'{names[i]}; its own pixels go to '
+                     + ' and '.join(f'{names[j]} {100 * row[j]:.0f}%' for j in top) + ')')
+    if not parts:
+        return ''
+    return ('\n**Not learned** (val IoU under 1%, confusion matrix of the best epoch): '
+            + '; '.join(parts) + '. A driving stack must not rely on these classes.\n')
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--run', type=Path, required=True)
@@ -126,6 +144,7 @@ def main() -> None:
     md += table(['class', 'val accuracy', 'val IoU', 'paper Table 5 accuracy (test)'], rows)
     md += (f'\nReference: paper class IoU {PAPER_CLASS_IOU} (test); davidtvs/PyTorch-ENet '
            f'mIoU {DAVIDTVS_TEST_MIOU} (test).\n')
+    md += unlearned_classes(np.asarray(best['confusion']), names)
     agreement = meta.metrics.get('precision_agreement', {})
     if agreement:
         md += ('\nClass ids agreeing with fp32 on val pixels: '
