@@ -244,3 +244,5 @@ def test_report_names_unlearned_classes_and_where_their_pixels_go():
         in text
     assert 'road (' not in text and 'car (' not in text
     assert unlearned_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
+    # a class absent from the ground truth is not called unlearned
+    assert unlearned_classes(np.diag([10, 10, 0]), ['a', 'b', 'c']) == ''

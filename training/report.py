@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import publish, table  # noqa: E402
 from enet_ros.checkpoint import load_checkpoint  # noqa: E402
+from enet_ros.metrics import ConfusionMatrix  # noqa: E402
 
 # Published figures (CamVid test set), for comparison only.
 PAPER_TABLE5_ACCURACY = {  # ENet, per-class accuracy, Table 5 of arXiv 1606.02147
@@ -93,10 +94,11 @@ def plots(run: Path, out: Path, metrics: dict, confusion: np.ndarray, names) -> 
 def unlearned_classes(confusion: np.ndarray, names) -> str:
     """A sentence naming the classes with val IoU under 5% and where their pixels go;
     empty when there are none."""
-    tp = np.diag(confusion).astype(float)
-    iou = tp / np.maximum(confusion.sum(0) + confusion.sum(1) - tp, 1)
+    cm = ConfusionMatrix(len(names))
+    cm.mat = np.asarray(confusion, dtype=np.int64)
+    iou = cm.compute(list(names))['per_class_iou']  # NaN for classes absent from val
     parts = []
-    for i in np.flatnonzero(iou < 0.05):
+    for i in [i for i, n in enumerate(names) if iou[n] < 5]:
         row = confusion[i] / max(confusion[i].sum(), 1)
         top = np.argsort(row)[::-1][:2]
         parts.append(f'{names[i]} ({int(confusion[:, i].sum())} val pixels predicted as '
