@@ -98,11 +98,13 @@ def unlearned_classes(confusion: np.ndarray, names) -> str:
     cm.mat = np.asarray(confusion, dtype=np.int64)
     iou = cm.compute(list(names))['per_class_iou']  # NaN for classes absent from val
     parts = []
-    for i in [i for i, n in enumerate(names) if iou[n] < 5]:
+    for i, name in enumerate(names):
+        if not iou[name] < 5:  # also skips NaN
+            continue
         row = confusion[i] / max(confusion[i].sum(), 1)
         top = np.argsort(row)[::-1][:2]
-        parts.append(f'{names[i]} ({int(confusion[:, i].sum())} val pixels predicted as '
-                     f'{names[i]}; its own pixels go to '
+        parts.append(f'{name} ({int(confusion[:, i].sum())} val pixels predicted as '
+                     f'{name}; its own pixels go to '
                      + ' and '.join(f'{names[j]} {100 * row[j]:.0f}%' for j in top) + ')')
     if not parts:
         return ''
