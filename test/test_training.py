@@ -246,3 +246,16 @@ def test_report_names_unlearned_classes_and_where_their_pixels_go():
     assert unlearned_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
     # a class absent from the ground truth is not called unlearned
     assert unlearned_classes(np.diag([10, 10, 0]), ['a', 'b', 'c']) == ''
+
+
+def test_decoder_lr_scale_splits_encoder_from_the_rest():
+    from enet_ros.model import ENet
+    model = ENet(11)
+    args = train.get_args(['--root', '.', '--stage', 'full', '--epochs', '1', '--lr', '1e-3',
+                           '--decoder-lr-scale', '10', '--output-dir', '.'])
+    enc, rest = train.param_groups(model, args)
+    assert {id(p) for p in enc['params']} == {id(p) for p in model.encoder.parameters()}
+    assert len(enc['params']) + len(rest['params']) == len(list(model.parameters()))
+    assert 'lr' not in enc and rest['lr'] == pytest.approx(1e-2)
+    args.decoder_lr_scale = 1.0
+    assert len(train.param_groups(model, args)) == 1

@@ -55,6 +55,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--batch-size', type=int, default=10, help='per process')
     p.add_argument('--lr', type=float, default=5e-4)
     p.add_argument('--weight-decay', type=float, default=2e-4)
+    p.add_argument('--decoder-lr-scale', type=float, default=1.0,
+                   help='stage full: learning rate of the layers after the encoder, as a '
+                        'multiple of --lr (they start from scratch on a trained encoder)')
     p.add_argument('--class-weight-c', type=float, default=1.02)
     p.add_argument('--scale', type=float, nargs=2, default=(0.5, 2.0),
                    help='random scale range for augmentation')
@@ -106,6 +109,15 @@ def subsample_target(target: torch.Tensor) -> torch.Tensor:
     """Nearest 8x subsampling (centre pixel of each 8x8 cell) for the encoder stage."""
     s = ENCODER_STRIDE
     return target[:, s // 2::s, s // 2::s]
+
+
+def param_groups(model: nn.Module, args: argparse.Namespace) -> list[dict]:
+    """One group, or in stage full with --decoder-lr-scale the encoder and the rest apart."""
+    if args.stage != 'full' or args.decoder_lr_scale == 1.0:
+        return [{'params': list(model.parameters())}]
+    encoder = [p for n, p in model.named_parameters() if n.startswith('encoder.')]
+    rest = [p for n, p in model.named_parameters() if not n.startswith('encoder.')]
+    return [{'params': encoder}, {'params': rest, 'lr': args.lr * args.decoder_lr_scale}]
 
 
 def rng_state(np_rng: np.random.Generator) -> dict:
@@ -208,7 +220,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
     model.to(device)
     net = nn.parallel.DistributedDataParallel(model) if distributed else model
     criterion = nn.CrossEntropyLoss(weight=weights.to(device), ignore_index=IGNORE)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr,
+    optimizer = torch.optim.Adam(param_groups(model, args), lr=args.lr,
                                  weight_decay=args.weight_decay)
     steps_per_epoch = len(train_set) // (args.batch_size * world)
     if args.max_steps:
@@ -269,7 +281,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict]:
             if improved:
                 atomic_save(state, out / 'best.pth')
             atomic_save(state, ckpt_path)
-            lr = optimizer.param_groups[0]['lr']
+            lr = optimizer.param_groups[0]['lr']  # the base (encoder) rate
             row = [args.stage, epoch + 1, f'{loss:.4f}', f'{metrics["mean_iou"]:.2f}',
                    f'{metrics["class_avg_accuracy"]:.2f}',
                    f'{metrics["global_accuracy"]:.2f}', f'{lr:.3e}', f'{seconds:.1f}',
