@@ -18,7 +18,7 @@ import torch
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.segmenter import Segmenter
 from training import datasets, train
-from training.report import unlearned_classes
+from training.report import weak_classes
 from training.train import class_weights
 
 from conftest import REPO
@@ -236,16 +236,16 @@ def test_full_stage_starts_from_encoder_even_with_resume(tiny_camvid, tmp_path, 
         assert torch.equal(v, enc_state[f'encoder.{k}']), k
 
 
-def test_report_names_unlearned_classes_and_where_their_pixels_go():
+def test_report_names_weak_classes_and_where_their_pixels_go():
     # rows: ground truth, columns: predicted; class 2 is never predicted, its pixels go to 0
     confusion = np.array([[50, 0, 0], [0, 40, 0], [9, 1, 0]])
-    text = unlearned_classes(confusion, ['road', 'car', 'pole'])
+    text = weak_classes(confusion, ['road', 'car', 'pole'])
     assert 'pole (0 val pixels predicted as pole; its own pixels go to road 90% and car 10%)' \
         in text
     assert 'road (' not in text and 'car (' not in text
-    assert unlearned_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
-    # a class absent from the ground truth is not called unlearned
-    assert unlearned_classes(np.diag([10, 10, 0]), ['a', 'b', 'c']) == ''
+    assert weak_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
+    # a class absent from the ground truth is not called weak
+    assert weak_classes(np.diag([10, 10, 0]), ['a', 'b', 'c']) == ''
 
 
 def test_decoder_lr_scale_splits_encoder_from_the_rest():
