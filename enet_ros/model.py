@@ -22,7 +22,12 @@ encoder.lua and decoder.lua) decides. The points where that matters:
 - The last layer is a bare 2x2 stride-2 transposed convolution (with bias).
 
 ``fuse_for_inference`` folds every batch norm into the convolution before it and drops
-dropout, as the paper did for its timings.
+dropout, as the paper did for its timings. With ``switches=True`` it also pools and
+unpools through 2-bit window switches made of elementwise operations
+(``max_pool_switches``, ``max_unpool_switches``), the same function as
+max_pool2d/max_unpool2d: inductor fuses them into the neighbouring kernels, where it runs
+max_unpool2d as a zero fill, a scatter and a layout copy. Compiled this is faster;
+eager it is slower (more operations), so only the compiled backend uses it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,29 @@ def check_input_size(height: int, width: int) -> None:
     raise ValueError(
         f'ENet needs height and width divisible by {f}, got {height}x{width} (HxW); '
         f'nearest valid size is {nearest(height)}x{nearest(width)}')
+
+
+def max_pool_switches(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """2x2 stride-2 max-pooling and, per output, which window position held the maximum.
+
+    Switches are uint8 0..3 in row-major window order, the first position on ties as
+    max_pool2d picks it.
+    """
+    a, b = x[:, :, 0::2, 0::2], x[:, :, 0::2, 1::2]
+    c, d = x[:, :, 1::2, 0::2], x[:, :, 1::2, 1::2]
+    top = torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
+    switches = torch.where(a == top, 0, torch.where(b == top, 1, torch.where(c == top, 2, 3)))
+    return top, switches.to(torch.uint8)
+
+
+def max_unpool_switches(x: torch.Tensor, switches: torch.Tensor) -> torch.Tensor:
+    """Undo ``max_pool_switches``: each value back at its window position, zeros elsewhere."""
+    up = F.interpolate(x, scale_factor=2.0, mode='nearest')
+    up_switches = F.interpolate(switches.to(x.dtype), scale_factor=2.0, mode='nearest')
+    rows = torch.arange(up.shape[-2], device=x.device) % 2 * 2
+    cols = torch.arange(up.shape[-1], device=x.device) % 2
+    position = (rows[:, None] + cols[None, :]).to(x.dtype)
+    return torch.where(up_switches == position, up, 0.0)
 
 
 class InitialBlock(nn.Module):
@@ -96,13 +124,16 @@ class Bottleneck(nn.Module):
             nn.Dropout2d(dropout),
         )
         self.downsample = downsample
+        self.switches = False  # set by fuse_for_inference(switches=True)
         self.pad_channels = out_channels - in_channels
         self.act = nn.PReLU(out_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         indices = None
         main = x
-        if self.downsample:
+        if self.downsample and self.switches:
+            main, indices = max_pool_switches(x)
+        elif self.downsample:
             main, indices = F.max_pool2d(x, 2, 2, return_indices=True)
         if self.pad_channels:
             n, _, h, w = main.shape
@@ -118,6 +149,7 @@ class UpsamplingBottleneck(nn.Module):
         super().__init__()
         internal = out_channels // 4
         self.upsample = upsample
+        self.switches = False  # set by fuse_for_inference(switches=True)
         if upsample:
             self.main = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, bias=False),
                                       nn.BatchNorm2d(out_channels, eps=BN_EPS))
@@ -135,7 +167,9 @@ class UpsamplingBottleneck(nn.Module):
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         main = x
-        if self.upsample:
+        if self.upsample and self.switches:
+            main = max_unpool_switches(self.main(x), indices)
+        elif self.upsample:
             main = self.main(x)
             n, c, h, w = main.shape
             main = F.max_unpool2d(main, indices, 2, 2, output_size=(2 * h, 2 * w))
@@ -254,13 +288,16 @@ def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
 
 
 @torch.no_grad()
-def fuse_for_inference(model: ENet) -> ENet:
-    """Return an eval-mode copy of ``model`` with batch norm folded and dropout removed."""
+def fuse_for_inference(model: ENet, switches: bool = False) -> ENet:
+    """Return an eval-mode copy of ``model`` with batch norm folded and dropout removed;
+    with ``switches`` it pools and unpools through ``max_pool_switches``."""
     fused = copy.deepcopy(model).eval()
     initial = fused.encoder.initial
     initial.conv = _fold_bn(initial.conv, initial.conv_bn)
     initial.conv_bn = nn.Identity()
     for module in fused.modules():
+        if isinstance(module, (Bottleneck, UpsamplingBottleneck)):
+            module.switches = switches
         if isinstance(module, Bottleneck):
             module.branch = _fuse_sequential(module.branch)
         elif isinstance(module, UpsamplingBottleneck):

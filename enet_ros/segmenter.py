@@ -5,11 +5,12 @@ precision and backend, and times each stage. Nothing here imports rclpy.
 
 Backends:
 - ``eager``: the fused network run op by op.
-- ``compile``: the fused network exported (``torch.export``) and compiled ahead of time by
-  AOTInductor (freezing, channels-last) into a package for this checkpoint, input size,
-  precision, device and torch version. The first start compiles it (about 30-40 s on a
-  2-core CPU) into ``$ENET_ROS_CACHE`` (default ``~/.cache/enet_ros``); later starts load
-  the package in milliseconds, and no Python tracing or guard checks run per frame.
+- ``compile``: the fused network (pooling through switches) exported (``torch.export``)
+  and compiled ahead of time by AOTInductor (freezing, channels-last) into a package for
+  this checkpoint, input size, precision, device and torch version. The first start
+  compiles it (about 30-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
+  ``~/.cache/enet_ros``); later starts load the package in milliseconds, and no Python
+  tracing or guard checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
 CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
 
@@ -145,8 +146,8 @@ class Segmenter:
         self.input_size = tuple(input_size) if input_size else self.meta.input_size
         check_input_size(*self.input_size)
         self.dtype = DTYPES[self.precision]
-        self.net = fuse_for_inference(model).to(self.device, self.dtype)
-        self.net = self.net.to(memory_format=torch.channels_last)
+        self.net = fuse_for_inference(model, switches=self.backend == 'compile')
+        self.net = self.net.to(self.device, self.dtype, memory_format=torch.channels_last)
         if self.backend == 'compile':
             h, w = self.input_size
             example = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)

@@ -1,8 +1,10 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from enet_ros.model import check_input_size, EncoderClassifier, ENet, fuse_for_inference
+from enet_ros.model import (check_input_size, EncoderClassifier, ENet, fuse_for_inference,
+                            max_pool_switches, max_unpool_switches)
 
 from conftest import randomize_batch_norm
 
@@ -67,6 +69,28 @@ def test_fused_equals_eval_model():
     x = torch.randn(2, 3, 96, 128)
     with torch.no_grad():
         assert (fused(x) - model(x)).abs().max().item() <= 1e-4
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_switch_pooling_equals_max_pool_with_indices(dtype):
+    # small integers make ties common: max_pool2d takes the first maximum in its window
+    x = torch.randint(0, 3, (2, 5, 8, 12)).to(dtype)
+    pooled, indices = F.max_pool2d(x, 2, 2, return_indices=True)
+    top, switches = max_pool_switches(x)
+    assert switches.dtype == torch.uint8 and int(switches.max()) == 3
+    assert torch.equal(top, pooled)
+    y = torch.randn(2, 5, 4, 6).to(dtype)
+    assert torch.equal(max_unpool_switches(y, switches),
+                       F.max_unpool2d(y, indices, 2, 2, output_size=(8, 12)))
+
+
+def test_fused_with_switches_equals_fused():
+    torch.manual_seed(0)
+    model = randomize_batch_norm(ENet(11)).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert torch.equal(fuse_for_inference(model, switches=True)(x),
+                           fuse_for_inference(model)(x))
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
