@@ -22,6 +22,7 @@ fp32 otherwise.
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass
 import hashlib
 import os
@@ -98,6 +99,23 @@ def resolve_backend(backend: str, device: torch.device) -> str:
     return backend
 
 
+def keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse rather than give it back to the OS.
+
+    Each frame allocates and frees the same activations. By default glibc unmaps the large
+    ones and trims the heap, so every frame faults its pages in again (about 1,300 page
+    faults a frame at 640x360 and 22,000 at 1920x1080 under the compiled backend, 1-3 ms and
+    10-20 ms of a frame). The setting is process-wide, and memory stays at its peak. Where
+    the C library is not glibc this does nothing.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    for option in (-1, -3):  # M_TRIM_THRESHOLD, M_MMAP_THRESHOLD
+        mallopt(option, 1 << 30)
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get('ENET_ROS_CACHE', Path.home() / '.cache' / 'enet_ros'))
 
@@ -139,6 +157,8 @@ class Segmenter:
                  precision: str = 'auto', backend: str = 'auto',
                  input_size: tuple[int, int] | None = None):
         self.device = resolve_device(device)
+        if self.device.type == 'cpu':
+            keep_freed_memory()
         model, self.meta = load_checkpoint(model_path)
         self.model_path = Path(model_path)
         self.precision = resolve_precision(precision, self.device, self.meta)
