@@ -6,8 +6,10 @@ Each row is the median of ``--runs`` timed runs of the network (``Timings.infere
 after warm-up, plus the whole ``segment()`` call (resize, normalise, network, argmax,
 resize back). The reference is what peer PyTorch ENets ship: the same network unfused
 (batch norm and dropout kept, eval mode), eager, fp32, contiguous NCHW, measured in the
-same run. Start-up: a fresh process constructing the default Segmenter and running a
-first frame, with an empty compile cache (cold) and again with the cache it left (warm).
+same run under the same allocator setting as the Segmenter (``keep_freed_memory``); the
+default path's speed-up is measured with reference and default runs alternating.
+Start-up: a fresh process constructing the default Segmenter and running a first frame,
+with an empty compile cache (cold) and again with the cache it left (warm).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Backends:
 - ``compile``: the fused network (pooling through switches) exported (``torch.export``)
   and compiled ahead of time by AOTInductor (freezing, channels-last) into a package for
   this checkpoint, input size, precision, device and torch version. The first start
-  compiles it (about 30-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
+  compiles it (about 25-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
   ``~/.cache/enet_ros``); later starts load the package in milliseconds, and no Python
   tracing or guard checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
