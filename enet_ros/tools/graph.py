@@ -127,6 +127,7 @@ class SegmentationClient:
         else:
             self.pub = self.node.create_publisher(Image, 'image', pub_qos)
         self.received: dict[str, Received] = {}
+        self.subscriptions: list = []
         self.publish_times: dict[tuple[int, int], float] = {}
         self.lock = threading.Lock()
         for name_ in outputs:
@@ -151,8 +152,8 @@ class SegmentationClient:
                 if rec.keep:
                     rec.messages.append(msg)
 
-        self.node.create_subscription(msg_type, topic, callback,
-                                      QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.subscriptions.append(self.node.create_subscription(msg_type, topic, callback, qos))
 
     def _run(self) -> None:
         while self._running:
@@ -162,8 +163,9 @@ class SegmentationClient:
         """Until the segmentation node's subscription and our subscriptions are matched."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.pub.get_subscription_count() > 0:
-                time.sleep(0.3)  # let the output matching finish too
+            if self.pub.get_subscription_count() > 0 and all(
+                    sub.get_publisher_count() > 0 for sub in self.subscriptions):
+                time.sleep(0.3)  # matching is seen on each side at its own time
                 return
             time.sleep(0.05)
         raise TimeoutError('the segmentation node did not subscribe to '
