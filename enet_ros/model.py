@@ -27,7 +27,8 @@ unpools through 2-bit window switches made of elementwise operations
 (``max_pool_switches``, ``max_unpool_switches``), the same function as
 max_pool2d/max_unpool2d: inductor fuses them into the neighbouring kernels, where it runs
 max_unpool2d as a zero fill, a scatter and a layout copy. Compiled this is faster;
-eager it is slower (more operations), so only the compiled backend uses it.
+eager it is slower (more operations), so only the compiled backend uses it
+(``benchmarks/core_ablation.py`` measures both).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Backends:
 - ``compile``: the fused network (pooling through switches) exported (``torch.export``)
   and compiled ahead of time by AOTInductor (freezing, channels-last) into a package for
   this checkpoint, input size, precision, device and torch version. The first start
-  compiles it (about 25-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
+  compiles it (about 20-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
   ``~/.cache/enet_ros``); later starts load the package in milliseconds, and no Python
   tracing or guard checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
@@ -103,10 +103,10 @@ def keep_freed_memory() -> None:
     """Ask glibc to keep freed memory for reuse rather than give it back to the OS.
 
     Each frame allocates and frees the same activations. By default glibc unmaps the large
-    ones and trims the heap, so every frame faults its pages in again (about 1,300 page
-    faults a frame at 640x360 and 22,000 at 1920x1080 under the compiled backend, 1-3 ms and
-    10-20 ms of a frame). The setting is process-wide, and memory stays at its peak. Where
-    the C library is not glibc this does nothing.
+    ones and trims the heap, so every frame faults its pages in again, thousands of page
+    faults a frame (``benchmarks/core_ablation.py`` measures it). The setting is
+    process-wide, and memory stays at its peak. Where the C library is not glibc this does
+    nothing.
     """
     try:
         mallopt = ctypes.CDLL(None).mallopt

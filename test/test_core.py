@@ -89,8 +89,9 @@ def test_segment_shapes_and_orders(seg):
 
 def test_cpu_frames_reuse_freed_memory(weights):
     # glibc's defaults give back each frame's activations and fault them in again next
-    # frame (about 14,000 minor page faults a frame here); the Segmenter keeps them. A few
-    # hundred remain in a long test process (Python's own arenas are mapped apart).
+    # frame (thousands of minor page faults a frame: benchmarks/core_ablation.py); the
+    # Segmenter keeps them. A few hundred remain in a long test process (Python's own
+    # arenas are mapped apart).
     seg = Segmenter(weights, 'cpu', 'fp32', 'eager', input_size=(360, 640))
     img = np.zeros((360, 640, 3), np.uint8)
     for _ in range(3):

@@ -1,0 +1,163 @@
+"""What three choices of the CPU path are worth, each against its alternative, batch 1.
+
+    python benchmarks/core_ablation.py [--runs 30] [--readme]
+
+- Kept memory: ``Segmenter`` calls ``keep_freed_memory`` on CPU. Measured in fresh
+  processes with and without it (the setting is process-wide), alternating; median ms of
+  the network and minor page faults per ``segment()`` call.
+- Switch pooling: the compiled network pools and unpools through ``max_pool_switches``.
+  The fused network with and without switches, compiled (AOTInductor, as the backend
+  does) and eager, timed in alternation in one process.
+- Thread arrangement: the node builds the Segmenter on its executor thread with one
+  intra-op thread and runs it on its inference thread with all of them. Fresh processes
+  doing that, against building and running on the main thread, alternating.
+
+Every network runs at its input size in bf16 (the default CPU precision here) unless the
+row says otherwise; the weights are the shipped ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.core_speed import median_ms  # noqa: E402
+from benchmarks.report import header, publish, REPO, table  # noqa: E402
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
+from enet_ros.model import fuse_for_inference  # noqa: E402
+from enet_ros.segmenter import compile_ahead, keep_freed_memory  # noqa: E402
+
+ROUNDS = 3
+
+CHILD = """
+import resource, statistics, threading, numpy as np, torch
+import enet_ros.segmenter as S
+keep, arrangement, backend, precision, h, w, runs = {args!r}
+if not keep:
+    S.keep_freed_memory = lambda: None
+threads = torch.get_num_threads()
+if arrangement == 'node':
+    torch.set_num_threads(1)
+seg = S.Segmenter({weights!r}, 'cpu', precision, backend, input_size=(h, w))
+img = np.zeros((h, w, 3), np.uint8)
+seg.segment(img)
+out = []
+
+def run():
+    torch.set_num_threads(threads)
+    for _ in range(3):
+        seg.segment(img)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    times = [seg.segment(img)[1].inference for _ in range(runs)]
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / runs
+    out.append((statistics.median(times) * 1000, faults))
+
+if arrangement == 'node':
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+else:
+    run()
+print(*out[0])
+"""
+
+
+def child(weights: Path, keep: bool, arrangement: str, backend: str, precision: str,
+          size, runs: int) -> tuple[float, float]:
+    code = CHILD.format(args=(keep, arrangement, backend, precision, *size, runs),
+                        weights=str(weights))
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True, cwd=REPO, env={**os.environ, 'PYTHONPATH': str(REPO)})
+    ms, faults = out.stdout.split()[-2:]
+    return float(ms), float(faults)
+
+
+def alternate(variants: dict, rounds: int = ROUNDS) -> dict:
+    """Call each variant in turn, ``rounds`` times; the median of each one's results."""
+    results = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, fn in variants.items():
+            results[name].append(fn())
+    return {name: [statistics.median(r[i] for r in rs) for i in range(len(rs[0]))]
+            for name, rs in results.items()}
+
+
+def kept_memory(weights: Path, runs: int) -> list[list]:
+    rows = []
+    for config in [('eager', 'fp32', (360, 640)), ('compile', 'bf16', (360, 640)),
+                   ('compile', 'bf16', (1080, 1920))]:
+        backend, precision, size = config
+        res = alternate({keep: (lambda keep=keep, c=config: child(weights, keep, 'main', *c,
+                                                                   runs))
+                         for keep in (True, False)})
+        label = f'{backend} {precision} {size[1]}x{size[0]}'
+        rows.append([label, f'{res[False][0]:.1f}', f'{res[True][0]:.1f}',
+                     f'{res[False][1]:.0f}', f'{res[True][1]:.0f}'])
+    return rows
+
+
+def thread_arrangement(weights: Path, runs: int) -> list[list]:
+    size = load_checkpoint(weights)[1].input_size
+    res = alternate({a: (lambda a=a: child(weights, True, a, 'compile', 'bf16', size, runs))
+                     for a in ('main', 'node')})
+    return [[f'compile bf16 {size[1]}x{size[0]}', f'{res["main"][0]:.1f}',
+             f'{res["node"][0]:.1f}']]
+
+
+def switch_pooling(weights: Path, runs: int) -> list[list]:
+    keep_freed_memory()
+    model, _ = load_checkpoint(weights)
+    size = (360, 640)
+    x = torch.randn(1, 3, *size).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    nets = {sw: fuse_for_inference(model, switches=sw).to(
+        torch.bfloat16, memory_format=torch.channels_last) for sw in (False, True)}
+    rows = []
+    with torch.inference_mode():
+        for backend in ('compile', 'eager'):
+            fns = {sw: (compile_ahead(net, x, f'ablation-{sw}') if backend == 'compile' else net)
+                   for sw, net in nets.items()}
+            res = alternate({sw: (lambda f=f: [median_ms(lambda: f(x), runs)])
+                             for sw, f in fns.items()})
+            rows.append([f'{backend} bf16 {size[1]}x{size[0]}', f'{res[False][0]:.1f}',
+                         f'{res[True][0]:.1f}'])
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
+    p.add_argument('--runs', type=int, default=30)
+    p.add_argument('--readme', action='store_true', help='replace the README section')
+    args = p.parse_args()
+    scratch = tempfile.TemporaryDirectory()  # compile from scratch, as core_speed does
+    os.environ['ENET_ROS_CACHE'] = scratch.name
+    os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(Path(scratch.name) / 'inductor')
+    md = header("What the CPU path's choices are worth (median ms, batch 1)")
+    md += (f'\nEach figure is the median over {ROUNDS} alternating rounds of the median of '
+           f'{args.runs} runs of the network (`Timings.inference` in the process rows).\n')
+    md += '\nKept memory (`keep_freed_memory`), fresh processes without and with it:\n\n'
+    md += table(['config', 'ms without', 'ms with', 'page faults/frame without',
+                 'page faults/frame with'], kept_memory(args.weights, args.runs))
+    md += ('\nSwitch pooling (`max_pool_switches`), the fused network without and with it, '
+           'in one process:\n\n')
+    md += table(['config', 'ms max_pool2d/max_unpool2d', 'ms switches'],
+                switch_pooling(args.weights, args.runs))
+    md += ('\nThread arrangement, fresh processes: built and run on the main thread, '
+           "against the node's (built with one intra-op thread on one thread, run with all "
+           'of them on another):\n\n')
+    md += table(['config', 'ms main thread', 'ms node arrangement'],
+                thread_arrangement(args.weights, args.runs))
+    publish('core_ablation', md, args.readme)
+
+
+if __name__ == '__main__':
+    main()
