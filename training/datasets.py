@@ -1,4 +1,4 @@
-"""CamVid (SegNet layout) and Cityscapes (official layout) as in-memory (image, target) sets.
+"""CamVid (SegNet layout) and Cityscapes (official layout) as in-memory frame sets.
 
 Every dataset yields HxWx3 uint8 RGB images and HxW uint8 targets with 255 = ignore.
 Decoded images are cached in memory: CamVid train is 190 MB decoded, and decoding PNGs
@@ -49,50 +49,79 @@ def read_label(path: Path) -> np.ndarray:
 
 
 class SegmentationSet:
-    """Images and targets decoded once; ``transform(image, target)`` applied per access."""
+    """Frames decoded once: RGB images, target ids and the sequence (drive) of each frame."""
 
     def __init__(self, info: DatasetInfo, pairs: list[tuple[Path, Path]], map_target,
-                 transform=None, extra: list[Path] | None = None):
+                 sequences: list[str]):
         if not pairs:
             raise FileNotFoundError(f'no {info.name} images found')
         self.info = info
         self.paths = [p for p, _ in pairs]
         self.label_paths = [t for _, t in pairs]
+        self.sequences = sequences
         self.images = [read_rgb(p) for p, _ in pairs]
         self.targets = [map_target(read_label(t)) for _, t in pairs]
-        self.extra = extra  # e.g. Cityscapes instanceIds paths for iIoU
-        self.transform = transform
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        img, tgt = self.images[i], self.targets[i]
-        if self.transform is not None:
-            img, tgt = self.transform(img, tgt)
-        return img, tgt
+
+def split_by_sequence(frames: SegmentationSet,
+                      holdout: str | None) -> tuple[list[int], list[int]]:
+    """Indices of the frames to train on and of those of sequence ``holdout``."""
+    if holdout is None:
+        return list(range(len(frames))), []
+    held = [i for i, s in enumerate(frames.sequences) if s == holdout]
+    if not held:
+        raise ValueError(f'no frames of sequence {holdout!r}; sequences here: '
+                         f'{", ".join(sorted(set(frames.sequences)))}')
+    return [i for i, s in enumerate(frames.sequences) if s != holdout], held
+
+
+def sequence_counts(frames: SegmentationSet, indices: list[int]) -> dict[str, int]:
+    """How many of ``indices`` come from each sequence."""
+    counts: dict[str, int] = {}
+    for i in indices:
+        counts[frames.sequences[i]] = counts.get(frames.sequences[i], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def select(frames: SegmentationSet, indices: list[int]) -> SegmentationSet:
+    """A view of ``frames`` holding only ``indices`` (nothing decoded again)."""
+    out = object.__new__(SegmentationSet)
+    out.info = frames.info
+    for name in ('paths', 'label_paths', 'sequences', 'images', 'targets'):
+        setattr(out, name, [getattr(frames, name)[i] for i in indices])
+    return out
 
 
 def camvid_info() -> DatasetInfo:
     return DatasetInfo('camvid', CAMVID_CLASSES, CAMVID_PALETTE, (360, 480))
 
 
-def camvid(root: str | Path, split: str, transform=None,
-           limit: int | None = None) -> SegmentationSet:
-    """CamVid in the SegNet layout: ``<split>/`` images, ``<split>annot/`` ids, 11 = void."""
+def camvid(root: str | Path, splits: list[str], limit: int | None = None) -> SegmentationSet:
+    """CamVid in the SegNet layout: ``<split>/`` images, ``<split>annot/`` ids, 11 = void.
+
+    A frame's sequence is its file name's prefix (``0016E5_07959.png`` -> ``0016E5``).
+    Images may be PNG or JPEG; labels are PNG of the same stem.
+    """
     root = Path(root)
-    images = sorted((root / split).glob('*.png'))[:limit]
-    if not images:
-        raise FileNotFoundError(f'no CamVid images in {root / split} (expected the SegNet '
-                                f'layout: {split}/ and {split}annot/)')
-    pairs = [(p, root / f'{split}annot' / p.name) for p in images]
+    pairs = []
+    for split in splits:
+        images = sorted(p for p in (root / split).glob('*.*')
+                        if p.suffix in ('.png', '.jpg'))[:limit]
+        if not images:
+            raise FileNotFoundError(f'no CamVid images in {root / split} (expected the SegNet '
+                                    f'layout: {split}/ and {split}annot/)')
+        pairs += [(p, root / f'{split}annot' / f'{p.stem}.png') for p in images]
 
     def map_target(lab: np.ndarray) -> np.ndarray:
         out = lab.astype(np.uint8).copy()
         out[out >= len(CAMVID_CLASSES)] = IGNORE
         return out
 
-    return SegmentationSet(camvid_info(), pairs, map_target, transform)
+    return SegmentationSet(camvid_info(), pairs, map_target,
+                           [p.name.split('_')[0] for p, _ in pairs])
 
 
 def cityscapes_info() -> DatasetInfo:
@@ -112,28 +141,37 @@ def cityscapes_lut() -> np.ndarray:
     return lut
 
 
-def cityscapes(root: str | Path, split: str, transform=None,
+def cityscapes(root: str | Path, splits: list[str],
                limit: int | None = None) -> SegmentationSet:
-    """Cityscapes: leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine labelIds."""
+    """Cityscapes: leftImg8bit/<split>/<city>/*_leftImg8bit.png and gtFine labelIds.
+
+    A frame's sequence is its city.
+    """
     root = Path(root)
-    images = sorted((root / 'leftImg8bit' / split).glob('*/*_leftImg8bit.png'))[:limit]
-    if not images:
-        raise FileNotFoundError(f'no Cityscapes images under {root}/leftImg8bit/{split}/<city>/')
-    pairs, instances = [], []
-    for p in images:
-        stem = p.name[:-len('_leftImg8bit.png')]
-        gt = root / 'gtFine' / split / p.parent.name
-        pairs.append((p, gt / f'{stem}_gtFine_labelIds.png'))
-        instances.append(gt / f'{stem}_gtFine_instanceIds.png')
+    pairs = []
+    for split in splits:
+        images = sorted((root / 'leftImg8bit' / split).glob('*/*_leftImg8bit.png'))[:limit]
+        if not images:
+            raise FileNotFoundError(
+                f'no Cityscapes images under {root}/leftImg8bit/{split}/<city>/')
+        for p in images:
+            stem = p.name[:-len('_leftImg8bit.png')]
+            pairs.append((p, root / 'gtFine' / split / p.parent.name /
+                          f'{stem}_gtFine_labelIds.png'))
     lut = cityscapes_lut()
-    return SegmentationSet(cityscapes_info(), pairs, lambda lab: lut[lab], transform,
-                           extra=instances)
+    return SegmentationSet(cityscapes_info(), pairs, lambda lab: lut[lab],
+                           [p.parent.name for p, _ in pairs])
 
 
-def build(name: str, root: str | Path, split: str, transform=None,
+def info(name: str) -> DatasetInfo:
+    return camvid_info() if name == 'camvid' else cityscapes_info()
+
+
+def build(name: str, root: str | Path, splits: list[str],
           limit: int | None = None) -> SegmentationSet:
+    """The frames of ``splits`` (e.g. ['train', 'val']) of dataset ``name``."""
     if name == 'camvid':
-        return camvid(root, split, transform, limit)
+        return camvid(root, splits, limit)
     if name == 'cityscapes':
-        return cityscapes(root, split, transform, limit)
+        return cityscapes(root, splits, limit)
     raise ValueError(f'unknown dataset {name!r}; expected camvid or cityscapes')

@@ -1,7 +1,7 @@
 """Evaluate weights with the ENet paper's Table 5 metrics (void/ignore excluded).
 
-    python -m training.evaluate --dataset camvid --root ../shared/data/camvid --split val \
-        [--weights FILE] [--json FILE]
+    python -m training.evaluate --root ../shared/data/camvid --splits train val \
+        --sequence 0006R0 [--weights FILE] [--json FILE]
 
 Predictions come from the node's own inference core (``enet_ros.segmenter.Segmenter``) at
 the dataset's full resolution, so these figures are what the node delivers. For
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import tempfile
 
 import numpy as np
 from tqdm import tqdm
@@ -26,14 +27,16 @@ from training import datasets
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--dataset', choices=['camvid', 'cityscapes'], required=True)
+    p.add_argument('--dataset', choices=['camvid', 'cityscapes'], default='camvid')
     p.add_argument('--root', required=True)
-    p.add_argument('--split', choices=['train', 'val', 'test'], required=True)
+    p.add_argument('--splits', nargs='+', default=['val'],
+                   help='dataset splits to take frames from (e.g. train val, or test)')
+    p.add_argument('--sequence', help='only the frames of this sequence (drive), e.g. 0006R0')
     p.add_argument('--weights', default=str(DEFAULT_WEIGHTS))
     p.add_argument('--device', default='auto')
     p.add_argument('--precision', default='fp32')
     p.add_argument('--backend', default='eager')
-    p.add_argument('--limit', type=int, help='first N images only')
+    p.add_argument('--limit', type=int, help='first N images of each split only')
     p.add_argument('--json', help='write the metrics here')
     return p.parse_args(argv)
 
@@ -54,7 +57,6 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
     """iIoU and category IoU/iIoU with cityscapesscripts' evaluation code."""
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
     from cityscapesscripts.helpers.labels import trainId2label
-    import tempfile
     import cv2
     if not hasattr(np, 'in1d'):  # cityscapesscripts 2.3 calls np.in1d, removed in NumPy 2.4
         np.in1d = np.isin
@@ -63,7 +65,6 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
     args.evalPixelAccuracy = False
     args.quiet = True
     args.JSONOutput = False
-    args.avgClassSize = ev.args.avgClassSize
     lut = np.zeros(256, dtype=np.uint8)
     for t, label in trainId2label.items():
         if 0 <= t < 255:
@@ -83,13 +84,41 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
             'category_iiou': 100 * float(result['averageScoreInstCategories'])}
 
 
+def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
+    """fp32 metrics of a held-out training run on its held-out drive, from ``root``'s frames.
+
+    Cached as ``heldout_png_fp32.json`` in the run folder.
+    """
+    from training import checkpoint
+    from training.export import write_weights
+    cache = Path(run_dir) / 'heldout_png_fp32.json'
+    if cache.exists():
+        return json.loads(cache.read_text())
+    ckpt = checkpoint.load(run_dir)
+    data = ckpt['data']
+    frames = datasets.build(data['dataset'], root, data['splits'])
+    frames = datasets.select(frames, datasets.split_by_sequence(
+        frames, data['heldout_sequence'])[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = write_weights(ckpt, Path(tmp) / 'w.pt', {})
+        segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager')
+        metrics = evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False)
+    metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),
+                    'epochs': ckpt['epoch'] + 1})
+    cache.write_text(json.dumps(metrics, indent=1))
+    return metrics
+
+
 def main(args: argparse.Namespace) -> dict:
     segmenter = Segmenter(args.weights, args.device, args.precision, args.backend)
-    data = datasets.build(args.dataset, args.root, args.split, limit=args.limit)
+    data = datasets.build(args.dataset, args.root, args.splits, limit=args.limit)
+    if args.sequence:
+        data = datasets.select(data, datasets.split_by_sequence(data, args.sequence)[1])
     metrics = evaluate_segmenter(segmenter, data.images, data.targets)
     if args.dataset == 'cityscapes':
         metrics.update(cityscapes_instance_metrics(segmenter, data))
-    metrics.update({'dataset': args.dataset, 'split': args.split, 'images': len(data),
+    metrics.update({'dataset': args.dataset, 'splits': args.splits,
+                    'sequence': args.sequence, 'images': len(data),
                     'weights': str(args.weights), 'precision': segmenter.precision})
     print(format_metrics(metrics))
     if 'iiou' in metrics:

@@ -1,47 +1,87 @@
-"""Export a training checkpoint as the node's weights file (fp16, with metadata) and ONNX.
+"""Export a training run as the node's weights file (fp16, with a model card) and ONNX.
 
-    python -m training.export --checkpoint runs/camvid/full/best.pth \
+    python -m training.export --checkpoint runs/camvid/C-photometric \
+        --heldout-runs runs/ablation/C-photometric-0006R0 runs/ablation/C-photometric-0001TP \
         --root ../shared/data/camvid --output enet_ros/weights/enet_camvid.pt
 
-The weights file carries class names, palette, input size, normalisation, the
-validation metrics and, measured here on the validation split, how often bf16 and fp16
-class ids agree with fp32: the node's ``precision: auto`` reads that figure. The ONNX
-file (same name, .onnx) is the fused inference network, exported with the dynamo
-exporter (max-unpooling needs it), for TensorRT or ONNX Runtime on a vehicle.
+The weights file's metadata carries a model card: the data the weights were trained on,
+the recipe and command, the date, and the held-out figures of the same recipe (each
+``--heldout-runs`` run left one drive out; it is measured here on that drive, from the
+original frames, with the node's inference core in fp32). It also records how often
+bf16 and fp16 class ids agree with fp32 on CamVid val frames: the node's
+``precision: auto`` reads that. The ONNX file (same name, .onnx) is the fused inference
+network (dynamo exporter: max-unpooling needs it), for TensorRT or ONNX Runtime.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+import tempfile
 
 import torch
 
 from enet_ros.checkpoint import load_checkpoint, ModelMeta, save_checkpoint
-from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet, fuse_for_inference
 from enet_ros.segmenter import Segmenter
-from training import datasets
+from training import checkpoint, datasets
+
+PROTOCOL = ('each held-out run trains the same recipe on every CamVid train+val frame '
+            'except one whole drive and is measured on that drive (class IoU, void '
+            'excluded, fp32, original PNG frames)')
+CARD_METRICS = ('mean_iou', 'class_avg_accuracy', 'global_accuracy', 'per_class_iou',
+                'images', 'epochs')
 
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--checkpoint', required=True, help='a training checkpoint (stage full)')
-    p.add_argument('--root', required=True, help='dataset folder, for the validation figures')
+    p.add_argument('--checkpoint', required=True, help='a training run folder or checkpoint')
     p.add_argument('--output', required=True, help='weights file to write (.pt)')
-    p.add_argument('--limit', type=int, help='validate on the first N images only')
+    p.add_argument('--root', help='dataset folder: held-out figures and precision agreement')
+    p.add_argument('--heldout-runs', nargs='*', default=[],
+                   help='runs of the same recipe with one drive held out (the model card)')
+    p.add_argument('--limit', type=int, default=30,
+                   help='val frames for the precision agreement (default 30)')
     p.add_argument('--no-onnx', action='store_true')
     return p.parse_args(argv)
 
 
-def precision_agreement(weights: Path, images, ref_ids) -> dict:
-    """Percent of pixels whose class id equals fp32's (``ref_ids``), for bf16 and fp16 on CPU."""
+def write_weights(ckpt: dict, path: Path, metrics: dict) -> Path:
+    """Write the node's weights file for training checkpoint ``ckpt`` with ``metrics``."""
+    data = ckpt['data']
+    info = datasets.info(data['dataset'])
+    model = ENet(len(info.class_names))
+    model.load_state_dict(checkpoint.weights(ckpt))
+    meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
+                     input_size=tuple(data['input_size']), mean=tuple(data['mean']),
+                     std=tuple(data['std']), metrics=metrics)
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def precision_agreement(weights: Path, images) -> dict:
+    """Percent of pixels whose class id equals fp32's, for bf16 and fp16 on CPU."""
+    ref = [Segmenter(weights, 'cpu', 'fp32', 'eager').segment(img)[0] for img in images]
     out = {}
     for precision in ('bf16', 'fp16'):
         seg = Segmenter(weights, 'cpu', precision, 'eager')
-        same = sum(int((seg.segment(img)[0] == r).sum()) for img, r in zip(images, ref_ids))
-        out[precision] = 100.0 * same / sum(r.size for r in ref_ids)
+        same = sum(int((seg.segment(img)[0] == r).sum()) for img, r in zip(images, ref))
+        out[precision] = 100.0 * same / sum(r.size for r in ref)
     return out
+
+
+def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
+    from training.evaluate import heldout_metrics
+    data = ckpt['data']
+    recipe = {k: v for k, v in ckpt['args'].items()
+              if k not in ('root', 'output_dir', 'resume', 'threads')}
+    heldout = {}
+    for run in heldout_runs:
+        m = heldout_metrics(run, root)
+        heldout[m['sequence']] = {k: m[k] for k in CARD_METRICS}
+    return {'data': {k: data[k] for k in ('dataset', 'splits', 'train_frames', 'sequences')},
+            'recipe': recipe, 'command': ckpt['command'], 'epochs': ckpt['epoch'] + 1,
+            'trained': ckpt['saved'], 'heldout_protocol': PROTOCOL, 'heldout': heldout}
 
 
 def export_onnx(model: ENet, input_size: tuple[int, int], path: Path) -> None:
@@ -53,36 +93,28 @@ def export_onnx(model: ENet, input_size: tuple[int, int], path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> Path:
-    ckpt = torch.load(args.checkpoint, map_location='cpu', weights_only=False)
-    if ckpt['args']['stage'] != 'full':
-        raise SystemExit(f'{args.checkpoint} is a stage-{ckpt["args"]["stage"]} checkpoint; '
-                         f'export a stage-full one')
-    info = datasets.camvid_info() if ckpt['dataset'] == 'camvid' else datasets.cityscapes_info()
-    model = ENet(len(info.class_names))
-    model.load_state_dict(ckpt['model'])
-    meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
-                     input_size=tuple(ckpt.get('input_size', info.input_size)),
-                     mean=tuple(ckpt['mean']), std=tuple(ckpt['std']),
-                     metrics={'epoch': ckpt['epoch'] + 1, 'train_args': ckpt['args']})
+    ckpt = checkpoint.load(args.checkpoint)
+    if args.heldout_runs and not args.root:
+        raise SystemExit('--heldout-runs needs --root (the frames to measure them on)')
+    metrics = {'model_card': model_card(ckpt, args.heldout_runs, args.root)}
     out = Path(args.output)
-    save_checkpoint(out, model, meta)
-    val = datasets.build(info.name, args.root, 'val', limit=args.limit)
-    seg = Segmenter(out, 'cpu', 'fp32', 'eager')
-    ref_ids = [seg.segment(img)[0] for img in val.images]
-    cm = ConfusionMatrix(seg.meta.num_classes)
-    for target, ids in zip(val.targets, ref_ids):
-        cm.update(target, ids)
-    val_metrics = cm.compute(list(seg.class_names))
-    agreement = precision_agreement(out, val.images, ref_ids)
-    meta = ModelMeta(**{**meta.__dict__, 'metrics': {
-        **meta.metrics, 'val': val_metrics, 'precision_agreement': agreement}})
-    save_checkpoint(out, model, meta)
-    print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB): val mIoU '
-          f'{val_metrics["mean_iou"]:.1f}, bf16 agreement {agreement["bf16"]:.2f}%, '
-          f'fp16 {agreement["fp16"]:.2f}%')
+    if args.root:
+        val = datasets.build(ckpt['data']['dataset'], args.root, ['val'], args.limit)
+        with tempfile.TemporaryDirectory() as tmp:
+            draft = write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
+            metrics['precision_agreement'] = precision_agreement(draft, val.images)
+    write_weights(ckpt, out, metrics)
+    print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB)')
+    for seq, m in metrics['model_card']['heldout'].items():
+        print(f'  held-out {seq}: class IoU {m["mean_iou"]:.1f}, class-average accuracy '
+              f'{m["class_avg_accuracy"]:.1f}')
+    if 'precision_agreement' in metrics:
+        agreement = metrics['precision_agreement']
+        print(f'  agreement with fp32: bf16 {agreement["bf16"]:.2f}%, '
+              f'fp16 {agreement["fp16"]:.2f}%')
     if not args.no_onnx:
         # from the fp16-rounded weights the node runs, not the fp32 training ones
-        half_model, _ = load_checkpoint(out)
+        half_model, meta = load_checkpoint(out)
         export_onnx(half_model, meta.input_size, out.with_suffix('.onnx'))
         print(f'wrote {out.with_suffix(".onnx")}')
     return out

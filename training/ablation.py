@@ -1,0 +1,124 @@
+"""The recipe ablation on held-out drives, and the final run of the chosen recipe.
+
+    python -m training.ablation run --root DATA --epochs 150 [--configs A B ...] [--final D]
+    python -m training.ablation table --root ../shared/data/camvid   # after export
+
+``run`` trains every configuration of ``LADDER`` once per held-out CamVid drive
+(``FOLDS``: all train+val frames except that drive), in parallel processes, and with
+``--final NAME`` also trains that configuration on all 468 train+val frames (nothing
+held out, nothing selected). Runs go to ``runs/ablation/<config>-<fold>`` and
+``runs/camvid/<config>``.
+
+``table`` exports each ablation run, evaluates it on its held-out drive from the original
+PNG frames with the node's inference core (fp32, as ``training.evaluate``), and writes
+``benchmarks/results/training_ablation.md``: each change's held-out class IoU per drive,
+their mean, and the GPU time the run took.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+import subprocess
+import sys
+import time
+
+from training import checkpoint
+
+FOLDS = ('0006R0', '0001TP')
+# Each rung adds one change to the one before it; the first is the shipped recipe's
+# augmentation (scale 0.75-1.5, colour 0.3) trained in one stage.
+LADDER = {
+    'A-base': ['--scale', '0.75', '1.5', '--color', '0.3'],
+    'B-scale': ['--scale', '0.5', '2.0', '--color', '0.3'],
+    'C-photometric': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5'],
+    'D-ema': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5', '--ema', '0.999'],
+    'E-softer-weights': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5',
+                         '--ema', '0.999', '--class-weight-c', '1.10'],
+}
+RESULTS = Path('benchmarks/results/training_ablation.md')
+
+
+def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
+           extra: list[str]) -> subprocess.Popen:
+    run_dir = out / (f'{name}-{fold}' if fold else name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, '-m', 'training.train', '--root', root, '--splits', 'train', 'val',
+           '--epochs', str(epochs), '--output-dir', str(run_dir), '--resume',
+           *LADDER[name], *extra] + (['--holdout', fold] if fold else [])
+    log = open(run_dir / 'stdout.log', 'a')
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def run(args: argparse.Namespace) -> None:
+    jobs = [(n, f, Path(args.runs) / 'ablation') for n in args.configs for f in FOLDS]
+    jobs += [(n, None, Path(args.runs) / 'camvid') for n in args.final]
+    t0 = time.time()
+    procs = [launch(args.root, n, f, args.epochs, out, args.extra) for n, f, out in jobs]
+    codes = [p.wait() for p in procs]
+    print(f'{len(procs)} runs in {time.time() - t0:.0f} s, exit codes {codes}', flush=True)
+
+
+def table(args: argparse.Namespace) -> str:
+    from training.evaluate import heldout_metrics
+    runs = Path(args.runs) / 'ablation'
+    lines = ['| recipe (each row adds one change) | ' +
+             ' | '.join(f'held-out {f} class IoU' for f in FOLDS) +
+             ' | mean | epochs | GPU minutes per run |', '|---' * (len(FOLDS) + 4) + '|']
+    for name in LADDER:
+        figures, minutes, epochs = [], [], None
+        for fold in FOLDS:
+            run_dir = runs / f'{name}-{fold}'
+            if not (run_dir / checkpoint.NAME).exists():
+                figures.append(None)
+                continue
+            figures.append(heldout_metrics(run_dir, args.root)['mean_iou'])
+            log = (run_dir / 'log.csv').read_text().splitlines()[1:]
+            planned = checkpoint.load(run_dir)['args']['epochs']
+            epochs = str(len(log)) if len(log) == planned else \
+                f'{len(log)} of {planned} (stopped by the GPU time limit)'
+
+            minutes.append(sum(float(r.split(',')[6]) for r in log) / 60)
+        if all(f is None for f in figures):
+            continue
+        shown = [f'{f:.1f}' if f is not None else '' for f in figures]
+        done = [f for f in figures if f is not None]
+        mean = f'{sum(done) / len(done):.1f}' if len(done) == len(FOLDS) else ''
+        lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
+                     f'{epochs} | {max(minutes):.0f} |')
+    from benchmarks.report import header
+    text = '\n'.join([
+        header('Recipe ablation on held-out CamVid drives'),
+        'Each run trains on every CamVid train+val frame except one whole drive and is '
+        'measured on that drive (class IoU, void excluded), from the original PNG frames '
+        'with the node\'s inference core in fp32: `python -m training.ablation table`. '
+        'Every run is one seed, trained on one NVIDIA H100 (bf16 autocast), three runs '
+        'sharing it; the machine above measured the figures.',
+        '',
+        *lines,
+    ])
+    RESULTS.write_text(text + '\n')
+    print(text)
+    return text
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    sub = p.add_subparsers(dest='job', required=True)
+    r = sub.add_parser('run')
+    r.add_argument('--root', required=True)
+    r.add_argument('--epochs', type=int, required=True)
+    r.add_argument('--configs', nargs='*', default=list(LADDER), choices=list(LADDER))
+    r.add_argument('--final', nargs='*', default=[], choices=list(LADDER))
+    r.add_argument('--runs', default='runs')
+    r.add_argument('--extra', nargs=argparse.REMAINDER, default=[],
+                   help='further training.train arguments for every run')
+    t = sub.add_parser('table')
+    t.add_argument('--root', required=True)
+    t.add_argument('--runs', default='runs')
+    args = p.parse_args(argv)
+    run(args) if args.job == 'run' else table(args)
+
+
+if __name__ == '__main__':
+    main()
