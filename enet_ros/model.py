@@ -240,22 +240,6 @@ class ENet(nn.Module):
         return self.fullconv(x)
 
 
-class EncoderClassifier(nn.Module):
-    """The paper's first training stage: ENet's encoder (shared, not copied) + 1x1 classifier.
-
-    Output (N, C, H/8, W/8) logits.
-    """
-
-    def __init__(self, enet: ENet):
-        super().__init__()
-        self.encoder = enet.encoder
-        self.classifier = nn.Conv2d(128, enet.num_classes, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input_size(x.shape[-2], x.shape[-1])
-        return self.classifier(self.encoder(x)[0])
-
-
 def _fold_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Module:
     """Return a convolution equal to ``bn(conv(x))`` in eval mode."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)

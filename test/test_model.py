@@ -3,7 +3,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from enet_ros.model import (check_input_size, EncoderClassifier, ENet, fuse_for_inference,
+from enet_ros.model import (check_input_size, ENet, fuse_for_inference,
                             max_pool_switches, max_unpool_switches)
 
 from conftest import randomize_batch_norm
@@ -50,13 +50,6 @@ def test_table1_structure():
     # projections carry no bias
     for b in list(enc.stage1) + list(enc.stage2) + list(enc.stage3):
         assert b.branch[0].bias is None and b.branch[-3].bias is None
-
-
-def test_encoder_classifier_shares_weights():
-    enet = ENet(11)
-    enc = EncoderClassifier(enet)
-    assert enc.encoder is enet.encoder
-    assert enc(torch.zeros(1, 3, 64, 96)).shape == (1, 11, 8, 12)
 
 
 def test_fused_equals_eval_model():

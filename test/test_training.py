@@ -1,4 +1,4 @@
-"""training/: class weights, overfitting, resume after a kill, DDP, export, Cityscapes."""
+"""training/: class weights, held-out drives, augmentation, overfitting, resume, export."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ import torch
 
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.segmenter import Segmenter
-from training import datasets, train
+from training import checkpoint as tc, datasets, train
+from training.augment import Augment
 from training.report import weak_classes
 from training.train import class_weights
 
@@ -41,27 +42,39 @@ def test_class_weights_hand_computed():
 
 @pytest.fixture(scope='module')
 def tiny_camvid(tmp_path_factory, camvid_root):
-    """A CamVid-layout tree whose train and val are the same 4 frames (links, no copies)."""
+    """A CamVid-layout tree: train holds 4 frames of drive 0001TP and 2 of 0006R0, val 2 of
+    0016E5 (links, no copies)."""
     root = tmp_path_factory.mktemp('tiny_camvid')
-    names = sorted(p.name for p in (camvid_root / 'train').glob('*.png'))[:4]
-    for split in ('train', 'val'):
-        for sub, src in ((split, 'train'), (f'{split}annot', 'trainannot')):
+    frames = sorted(p.name for p in (camvid_root / 'train').glob('*.png'))
+    picks = {'train': [n for n in frames if n.startswith('0001TP')][:4]
+             + [n for n in frames if n.startswith('0006R0')][:2],
+             'val': sorted(p.name for p in (camvid_root / 'val').glob('*.png'))[:2]}
+    for split, names in picks.items():
+        for sub in (split, f'{split}annot'):
             (root / sub).mkdir()
             for n in names:
-                (root / sub / n).symlink_to(camvid_root / src / n)
+                (root / sub / n).symlink_to(camvid_root / sub / n)
     return root
 
 
 def test_overfits_a_handful_of_frames(tiny_camvid, tmp_path):
-    args = train.get_args(['--root', str(tiny_camvid), '--stage', 'full', '--epochs', '150',
+    args = train.get_args(['--root', str(tiny_camvid), '--epochs', '150', '--limit', '4',
                            '--batch-size', '4', '--lr', '5e-3', '--scale', '1', '1',
-                           '--input-size', '96', '128', '--threads', '2',
-                           '--output-dir', str(tmp_path / 'run'), '--no-progress'])
-    _, metrics = train.main(args)
+                           '--color', '0', '--input-size', '96', '128', '--threads', '2',
+                           '--output-dir', str(tmp_path / 'run')])
+    model, heldout = train.main(args)
+    assert heldout is None  # nothing held out, nothing measured
     rows = (tmp_path / 'run' / 'log.csv').read_text().splitlines()[1:]
-    losses = [float(r.split(',')[2]) for r in rows]
+    losses = [float(r.split(',')[1]) for r in rows]
     assert losses[-1] < 0.5 * losses[0], losses
-    assert metrics['mean_iou'] > 30, metrics['mean_iou']  # chance is about 9
+    frames = datasets.build('camvid', tiny_camvid, ['train'], 4)
+    x = train.stack_frames(frames.images, (96, 128), nearest=False)
+    y = train.stack_frames(frames.targets, (96, 128), nearest=True)
+    ckpt = tc.load(tmp_path / 'run')
+    mean = torch.tensor(ckpt['data']['mean']).view(1, 3, 1, 1)
+    std = torch.tensor(ckpt['data']['std']).view(1, 3, 1, 1)
+    cm = train.evaluate(model, x, y, mean, std, None)
+    assert cm.compute(list(datasets.CAMVID_CLASSES))['mean_iou'] > 30  # chance is about 9
     assert (tmp_path / 'run' / 'tensorboard').is_dir()
 
 
@@ -70,8 +83,8 @@ def _state(path):
 
 
 def test_resume_after_kill_gives_same_state(tiny_camvid, tmp_path):
-    common = ['--root', tiny_camvid, '--stage', 'encoder', '--epochs', 4, '--batch-size', 2,
-              '--input-size', 96, 128, '--threads', 1, '--no-progress']
+    common = ['--root', tiny_camvid, '--epochs', 4, '--batch-size', 2, '--holdout', '0006R0',
+              '--input-size', 96, 128, '--threads', 1]
     straight = run('training.train', *common, '--output-dir', tmp_path / 'a')
     assert straight.returncode == 0, straight.stderr
     out = tmp_path / 'b'
@@ -88,59 +101,41 @@ def test_resume_after_kill_gives_same_state(tiny_camvid, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _state(out / 'checkpoint.pth')['epoch'] < 3  # it really stopped early
+    stale = out / '.checkpoint.pth.abc123.tmp'  # what a kill during a save leaves
+    stale.write_bytes(b'partial')
     resumed = run('training.train', *common, '--output-dir', out, '--resume')
     assert resumed.returncode == 0, resumed.stderr
     assert 'resumed from' in resumed.stdout
+    assert not stale.exists() and 'removed .checkpoint.pth.abc123.tmp' in resumed.stdout
     a, b = _state(tmp_path / 'a' / 'checkpoint.pth'), _state(out / 'checkpoint.pth')
     assert a['epoch'] == b['epoch'] == 3
     for k, v in a['model'].items():
         assert torch.equal(v, b['model'][k]), k
     assert a['lr_scheduler'] == b['lr_scheduler']
+    assert a['heldout']['mean_iou'] == b['heldout']['mean_iou']
     sa, sb = a['optimizer']['state'], b['optimizer']['state']
     assert all(torch.equal(sa[k]['exp_avg'], sb[k]['exp_avg']) for k in sa)
 
 
-DDP_SCRIPT = """
-import hashlib, sys, torch, torch.distributed as dist
-from training import train
-args = train.get_args(sys.argv[1:])
-model, _ = train.main(args)
-h = hashlib.sha256(b''.join(p.detach().numpy().tobytes() for p in model.parameters()))
-print('RANKHASH', h.hexdigest(), flush=True)
-"""
-
-
-def test_ddp_two_processes_gloo_agree(tiny_camvid, tmp_path):
-    script = tmp_path / 'ddp_run.py'
-    script.write_text(DDP_SCRIPT)
-    torchrun = Path(sys.executable).parent / 'torchrun'
-    res = subprocess.run([str(torchrun), '--nproc-per-node', '2', '--master-port', '29533',
-                          str(script), '--root', str(tiny_camvid), '--stage', 'encoder',
-                          '--epochs', '2', '--batch-size', '2', '--threads', '1',
-                          '--input-size', '96', '128',
-                          '--output-dir', str(tmp_path / 'ddp'), '--no-progress'],
-                         cwd=REPO, capture_output=True, text=True, timeout=600,
-                         env={**os.environ, 'PYTHONPATH': str(REPO)})
-    assert res.returncode == 0, res.stdout + res.stderr
-    hashes = [line.split()[1] for line in res.stdout.splitlines() if 'RANKHASH' in line]
-    assert len(hashes) == 2 and hashes[0] == hashes[1]
-    assert _state(tmp_path / 'ddp' / 'checkpoint.pth')['epoch'] == 1
-
-
 def test_export_load_identical_and_onnx_parity(tiny_camvid, tmp_path, camvid_root):
-    args = train.get_args(['--root', str(tiny_camvid), '--stage', 'full', '--epochs', '1',
-                           '--batch-size', '4', '--input-size', '96', '128',
-                           '--output-dir', str(tmp_path / 'run'), '--no-progress'])
-    model, _ = train.main(args)
+    common = ['--root', str(tiny_camvid), '--epochs', '1', '--batch-size', '4',
+              '--input-size', '96', '128']
+    model, _ = train.main(train.get_args(common + ['--output-dir', str(tmp_path / 'run')]))
+    train.main(train.get_args(common + ['--holdout', '0006R0',
+                                        '--output-dir', str(tmp_path / 'held')]))
     out = tmp_path / 'w.pt'
-    res = run('training.export', '--checkpoint', tmp_path / 'run' / 'checkpoint.pth',
-              '--root', tiny_camvid, '--output', out, '--limit', 2)
+    res = run('training.export', '--checkpoint', tmp_path / 'run', '--root', tiny_camvid,
+              '--heldout-runs', tmp_path / 'held', '--output', out, '--limit', 2)
     assert res.returncode == 0, res.stderr
     assert out.stat().st_size < 1_000_000
     loaded, meta = load_checkpoint(out)
     assert meta.class_names == datasets.CAMVID_CLASSES
     assert set(meta.metrics['precision_agreement']) == {'bf16', 'fp16'}
-    assert 'mean_iou' in meta.metrics['val']
+    card = meta.metrics['model_card']
+    assert card['data']['train_frames'] == 6 and card['epochs'] == 1
+    held = card['heldout']['0006R0']
+    assert held['images'] == 2 and 0 <= held['mean_iou'] <= 100
+    assert 'held-out 0006R0: class IoU' in res.stdout
     # identical predictions: exported (fp16-stored) weights vs the trained model rounded
     img = cv2.resize(datasets.read_rgb(next((camvid_root / 'val').glob('*.png'))), (128, 96))
     seg = Segmenter(out, 'cpu', 'fp32', 'eager')
@@ -189,7 +184,7 @@ def _synthetic_cityscapes(root: Path) -> None:
 def test_cityscapes_loader_mapping_and_metrics(tmp_path):
     root = tmp_path / 'cityscapes'
     _synthetic_cityscapes(root)
-    data = datasets.cityscapes(root, 'val')
+    data = datasets.cityscapes(root, ['val'])
     assert len(data) == 4 and len(data.info.class_names) == 19
     t = data.targets[0]
     names = data.info.class_names
@@ -206,7 +201,7 @@ def test_cityscapes_loader_mapping_and_metrics(tmp_path):
     save_checkpoint(weights, ENet(19), ModelMeta('cityscapes', info.class_names, info.palette,
                                                  (64, 128), (0.3,) * 3, (0.2,) * 3))
     out = tmp_path / 'metrics.json'
-    res = run('training.evaluate', '--dataset', 'cityscapes', '--root', root, '--split', 'val',
+    res = run('training.evaluate', '--dataset', 'cityscapes', '--root', root, '--splits', 'val',
               '--weights', weights, '--json', out)
     assert res.returncode == 0, res.stdout + res.stderr
     got = json.loads(out.read_text())
@@ -217,30 +212,11 @@ def test_cityscapes_loader_mapping_and_metrics(tmp_path):
     assert 'iIoU' in res.stdout
 
 
-def test_full_stage_starts_from_encoder_even_with_resume(tiny_camvid, tmp_path, capsys):
-    """The resumable recipe passes --resume from the start: with no checkpoint yet, the
-    full stage must still be initialised from the trained encoder."""
-    common = ['--root', str(tiny_camvid), '--epochs', '1', '--batch-size', '2',
-              '--max-steps', '1', '--input-size', '96', '128', '--no-progress', '--resume']
-    train.main(train.get_args(common + ['--stage', 'encoder', '--output-dir',
-                                                       str(tmp_path / 'enc')]))
-    enc_state = _state(tmp_path / 'enc' / 'best.pth')['model']
-    torch.manual_seed(123)  # a different init than the encoder run had
-    args = train.get_args(common + ['--stage', 'full', '--encoder-checkpoint',
-                                    str(tmp_path / 'enc' / 'best.pth'),
-                                    '--output-dir', str(tmp_path / 'full')])
-    args.epochs = 0  # build, initialise and stop before any step
-    model, _ = train.main(args)
-    assert 'encoder initialised from' in capsys.readouterr().out
-    for k, v in model.encoder.state_dict().items():
-        assert torch.equal(v, enc_state[f'encoder.{k}']), k
-
-
 def test_report_names_weak_classes_and_where_their_pixels_go():
     # rows: ground truth, columns: predicted; class 2 is never predicted, its pixels go to 0
     confusion = np.array([[50, 0, 0], [0, 40, 0], [9, 1, 0]])
     text = weak_classes(confusion, ['road', 'car', 'pole'])
-    assert 'pole (0 val pixels predicted as pole; its own pixels go to road 90% and car 10%)' \
+    assert 'pole (0 held-out pixels predicted as pole; its own pixels go to road 90% and car 10%)' \
         in text
     assert 'road (' not in text and 'car (' not in text
     assert weak_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
@@ -248,14 +224,44 @@ def test_report_names_weak_classes_and_where_their_pixels_go():
     assert weak_classes(np.diag([10, 10, 0]), ['a', 'b', 'c']) == ''
 
 
-def test_decoder_lr_scale_splits_encoder_from_the_rest():
-    from enet_ros.model import ENet
-    model = ENet(11)
-    args = train.get_args(['--root', '.', '--stage', 'full', '--epochs', '1', '--lr', '1e-3',
-                           '--decoder-lr-scale', '10', '--output-dir', '.'])
-    enc, rest = train.param_groups(model, args)
-    assert {id(p) for p in enc['params']} == {id(p) for p in model.encoder.parameters()}
-    assert len(enc['params']) + len(rest['params']) == len(list(model.parameters()))
-    assert 'lr' not in enc and rest['lr'] == pytest.approx(1e-2)
-    args.decoder_lr_scale = 1.0
-    assert len(train.param_groups(model, args)) == 1
+def test_holdout_leaves_out_every_frame_of_the_drive(tiny_camvid):
+    frames = datasets.build('camvid', tiny_camvid, ['train', 'val'])
+    train_idx, held_idx = datasets.split_by_sequence(frames, '0006R0')
+    assert sorted(frames.sequences[i] for i in held_idx) == ['0006R0', '0006R0']
+    assert '0006R0' not in {frames.sequences[i] for i in train_idx}
+    assert len(train_idx) + len(held_idx) == len(frames) == 8
+    with pytest.raises(ValueError, match='sequences here: 0001TP, 0006R0, 0016E5'):
+        datasets.split_by_sequence(frames, 'Seq05VD')
+
+
+def test_augment_identity_flip_and_padding_with_ignore():
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (4, 16, 24, 3), dtype=torch.uint8)
+    tgt = torch.randint(0, 11, (4, 16, 24), dtype=torch.uint8)
+    x, y = Augment((1.0, 1.0), color=0.0)(img, tgt, gen)
+    flipped = torch.equal(y[0], tgt[0].long().flip(-1))
+    same = torch.equal(y[0], tgt[0].long())
+    assert flipped or same  # scale 1: the frame itself or its mirror, nothing resampled
+    ref = img[0].permute(2, 0, 1).float() / 255
+    torch.testing.assert_close(x[0], ref.flip(-1) if flipped else ref)
+    # scale 0.5: the frame fills half of each side; the rest is ignore in the target
+    _, y = Augment((0.5, 0.5), color=0.0)(img, tgt, gen)
+    assert (y == datasets.IGNORE).float().mean().item() == pytest.approx(0.75, abs=0.02)
+    assert set(y.unique().tolist()) <= set(range(11)) | {datasets.IGNORE}
+
+
+def test_bf16_autocast_trains_like_fp32(tiny_camvid, tmp_path):
+    """The bf16 step follows the fp32 loss curve within noise (same data, same seed)."""
+    common = ['--root', str(tiny_camvid), '--epochs', '80', '--limit', '4', '--batch-size', '4',
+              '--lr', '5e-3', '--scale', '1', '1', '--color', '0', '--input-size', '96', '128',
+              '--threads', '2']
+    curves = {}
+    for amp in ('off', 'bf16'):
+        train.main(train.get_args(common + ['--amp', amp, '--output-dir', str(tmp_path / amp)]))
+        rows = (tmp_path / amp / 'log.csv').read_text().splitlines()[1:]
+        curves[amp] = np.array([float(r.split(',')[1]) for r in rows])
+    print({k: v[::10].round(3).tolist() for k, v in curves.items()})
+    assert curves['bf16'][-10:].mean() < 0.5 * curves['bf16'][0]
+    # mean loss over the last 10 epochs agrees within 15%
+    a, b = curves['off'][-10:].mean(), curves['bf16'][-10:].mean()
+    assert abs(a - b) < 0.15 * a, (a, b)

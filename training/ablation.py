@@ -11,7 +11,7 @@ held out, nothing selected). Runs go to ``runs/ablation/<config>-<fold>`` and
 
 ``table`` exports each ablation run, evaluates it on its held-out drive from the original
 PNG frames with the node's inference core (fp32, as ``training.evaluate``), and writes
-``benchmarks/results/training_ablation.md``: each change's held-out class IoU per drive,
+``benchmarks/results/training_ablation.md`` (and with ``--readme`` the README section): each change's held-out class IoU per drive,
 their mean, and the GPU time the run took.
 """
 
@@ -36,7 +36,6 @@ LADDER = {
     'E-softer-weights': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5',
                          '--ema', '0.999', '--class-weight-c', '1.10'],
 }
-RESULTS = Path('benchmarks/results/training_ablation.md')
 
 
 def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
@@ -86,7 +85,7 @@ def table(args: argparse.Namespace) -> str:
         mean = f'{sum(done) / len(done):.1f}' if len(done) == len(FOLDS) else ''
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
                      f'{epochs} | {max(minutes):.0f} |')
-    from benchmarks.report import header
+    from benchmarks.report import header, publish
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),
         'Each run trains on every CamVid train+val frame except one whole drive and is '
@@ -97,8 +96,7 @@ def table(args: argparse.Namespace) -> str:
         '',
         *lines,
     ])
-    RESULTS.write_text(text + '\n')
-    print(text)
+    publish('training_ablation', text + '\n', args.readme)
     return text
 
 
@@ -116,6 +114,7 @@ def main(argv=None) -> None:
     t = sub.add_parser('table')
     t.add_argument('--root', required=True)
     t.add_argument('--runs', default='runs')
+    t.add_argument('--readme', action='store_true')
     args = p.parse_args(argv)
     run(args) if args.job == 'run' else table(args)
 

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Reproduce the shipped CamVid weights: both stages, resumable (re-run the same command
-# after a kill and it continues from the last finished epoch).
-#   bash training/train_camvid.sh [camvid root] [output dir]
+# Reproduce the shipped CamVid weights: the held-out runs of the recipe (one drive left out
+# each), the final run on all 468 train+val frames, then export with the model card.
+# Resumable: re-run the same command after a kill and each run continues from its last epoch.
+# The shipped runs trained on a GPU (three in parallel on one H100, about 9 minutes); on
+# two CPU cores the same 115 epochs take days (benchmarks/train_speed.py).
+#   bash training/train_camvid.sh [camvid root]
 set -euo pipefail
 root=${1:-../shared/data/camvid}
-out=${2:-runs/camvid}
-python -m training.train --dataset camvid --root "$root" --stage encoder --epochs 30 \
-  --scale 0.75 1.5 --output-dir "$out/encoder" --resume --no-progress
-# The full stage trains the layers after the encoder at 10x the base learning rate: they
-# start from scratch, and at the paper's single rate they learned so slowly that a 130-epoch
-# run never separated Bicyclist from Pedestrian (docs/training/log_full_paper_rate.csv).
-python -m training.train --dataset camvid --root "$root" --stage full --epochs 45 \
-  --scale 0.75 1.5 --decoder-lr-scale 10 --encoder-checkpoint "$out/encoder/best.pth" \
-  --output-dir "$out/full" --resume --no-progress
+recipe=C-photometric
+python -m training.ablation run --root "$root" --epochs 115 --configs "$recipe" --final "$recipe"
+python -m training.export --checkpoint "runs/camvid/$recipe" --root "$root" \
+  --heldout-runs "runs/ablation/$recipe-0006R0" "runs/ablation/$recipe-0001TP" \
+  --output enet_ros/weights/enet_camvid.pt
+python -m training.report --run "runs/camvid/$recipe" --root "$root" \
+  --heldout-runs "runs/ablation/$recipe-0006R0" "runs/ablation/$recipe-0001TP" \
+  --weights enet_ros/weights/enet_camvid.pt --out docs/training --readme
+python -m training.ablation table --root "$root" --readme
