@@ -34,7 +34,8 @@ from benchmarks.core_speed import median_ms  # noqa: E402
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
 from enet_ros.model import fuse_for_inference  # noqa: E402
-from enet_ros.segmenter import compile_ahead, keep_freed_memory  # noqa: E402
+from enet_ros.aoti_cache import compile_ahead  # noqa: E402
+from enet_ros.segmenter import keep_freed_memory  # noqa: E402
 
 ROUNDS = 3
 

@@ -135,7 +135,7 @@ def main(argv=None) -> None:
         med = statistics.median(seen[v.name])
         rows.append([v.name, f'{med:.2f}', f'{BATCH / med:.1f}', f'{ref / med:.2f}x'])
     bf16 = autocast_dtype('auto', torch.device('cpu')) is not None
-    md = (header('Training speed: previous pipeline against today\'s (CPU)') +
+    md = (header("Training speed: previous pipeline against today's (CPU)") +
           f'- bf16 instructions on this CPU: {"yes" if bf16 else "no"} '
           f'(``--amp auto`` {"uses" if bf16 else "skips"} bf16 autocast)\n\n' +
           table(['pipeline (480x360, batch 10, real CamVid frames)', 'median s/step',

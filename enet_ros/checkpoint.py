@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import os
 from pathlib import Path
 import tempfile
+import zipfile
 
 import torch
 
@@ -83,12 +84,28 @@ def save_checkpoint(path: str | os.PathLike, model: ENet, meta: ModelMeta,
                  'meta': meta.to_dict()}, path)
 
 
+def _is_training_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a torch zip whose pickle holds an optimiser state (read, not run)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            pkl = next((n for n in z.namelist() if n.endswith('/data.pkl')), None)
+            raw = z.read(pkl) if pkl else b''
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return b'enet_ros.training/' in raw or (b'optimizer' in raw and b'lr_scheduler' in raw)
+
+
 def load_checkpoint(path: str | os.PathLike,
                     device: str | torch.device = 'cpu') -> tuple[ENet, ModelMeta]:
     """Load a weights file into an fp32 eval-mode ENet. Raises CheckpointError naming the file."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'model file {path} does not exist')
+    if _is_training_checkpoint(path):
+        raise CheckpointError(
+            f'model file {path} is a training checkpoint (weights with optimiser state), '
+            f'not a node checkpoint; export one with python -m training.export '
+            f'--checkpoint {path} --output enet.pt and set model_path to it')
     try:
         data = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
@@ -115,6 +132,11 @@ def load_checkpoint(path: str | os.PathLike,
         got = None if weight is None else weight.shape[1]
         raise CheckpointError(f'model file {path}: metadata names {meta.num_classes} classes '
                               f'but the weights have {got} output channels')
+    bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f'model file {path} has non-finite weights (NaN or inf) in '
+                              f'{len(bad)} tensors, e.g. {bad[0]}: a diverged or damaged '
+                              f'training run; export weights from a healthy checkpoint')
     model = ENet(meta.num_classes)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v

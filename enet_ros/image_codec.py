@@ -58,11 +58,15 @@ def compressed_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray,
     buf = np.frombuffer(msg.data, dtype=np.uint8)
     if buf.size == 0:
         raise ImageError(f'compressed image ({msg.format}) has no data')
-    if max_pixels:
-        hdr = _peek_size(buf)
-        if hdr and hdr[0] * hdr[1] > max_pixels:
-            raise ImageError(f'compressed image {hdr[1]}x{hdr[0]} exceeds max_image_pixels '
-                             f'{max_pixels}')
+    # The size comes from the header, before anything is decoded: a small stream that
+    # claims a huge image must not allocate it (a decompression bomb).
+    size = _peek_size(buf)
+    if size is None:
+        raise ImageError(f'compressed data ({buf.size} bytes, format {msg.format!r}) has no '
+                         f'readable jpeg or png header; expected a jpeg or png stream')
+    if max_pixels and size[0] * size[1] > max_pixels:
+        raise ImageError(f'compressed image {size[1]}x{size[0]} (from its header) exceeds '
+                         f'max_image_pixels {max_pixels}; not decoded')
     img = cv2.imdecode(buf, cv2.IMREAD_COLOR)
     if img is None:
         raise ImageError(f'cannot decode {buf.size} bytes of compressed data '
@@ -73,12 +77,47 @@ def compressed_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray,
     return img, 'bgr'
 
 
+JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
+
+
 def _peek_size(buf: np.ndarray) -> tuple[int, int] | None:
-    """(height, width) from a PNG header without decoding; None when not a PNG."""
-    if buf.size >= 24 and bytes(buf[:8]) == b'\x89PNG\r\n\x1a\n':
-        w = int.from_bytes(bytes(buf[16:20]), 'big')
-        h = int.from_bytes(bytes(buf[20:24]), 'big')
-        return h, w
+    """(height, width) from a PNG, JPEG or WebP header without decoding; None if unknown.
+
+    PNG: the IHDR chunk. JPEG: the first start-of-frame segment. WebP: the VP8, VP8L or
+    VP8X chunk (OpenCV decodes WebP whatever the message's format field says).
+    """
+    b = bytes(buf[:1 << 16]) if buf.size > 1 << 16 else bytes(buf)
+    if len(b) >= 24 and b[:8] == b'\x89PNG\r\n\x1a\n':
+        return int.from_bytes(b[20:24], 'big'), int.from_bytes(b[16:20], 'big')
+    if len(b) >= 4 and b[:2] == b'\xff\xd8':
+        b = bytes(buf)  # segments before the frame header can be long (EXIF, ICC)
+        i = 2
+        while i + 4 <= len(b):
+            if b[i] != 0xFF:
+                return None
+            marker = b[i + 1]
+            if marker == 0xFF:  # fill byte
+                i += 1
+                continue
+            if marker in JPEG_SOF:
+                if i + 9 > len(b):
+                    return None
+                return int.from_bytes(b[i + 5:i + 7], 'big'), int.from_bytes(b[i + 7:i + 9], 'big')
+            if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+                i += 2
+                continue
+            i += 2 + int.from_bytes(b[i + 2:i + 4], 'big')
+        return None
+    if len(b) >= 30 and b[:4] == b'RIFF' and b[8:12] == b'WEBP':
+        chunk = b[12:16]
+        if chunk == b'VP8 ' and b[23:26] == b'\x9d\x01\x2a':
+            return (int.from_bytes(b[28:30], 'little') & 0x3FFF,
+                    int.from_bytes(b[26:28], 'little') & 0x3FFF)
+        if chunk == b'VP8L' and b[20] == 0x2F:
+            bits = int.from_bytes(b[21:25], 'little')
+            return ((bits >> 14) & 0x3FFF) + 1, (bits & 0x3FFF) + 1
+        if chunk == b'VP8X':
+            return int.from_bytes(b[27:30], 'little') + 1, int.from_bytes(b[24:27], 'little') + 1
     return None
 
 

@@ -15,6 +15,7 @@ in its mailbox before inference is counted as dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import signal
 import sys
 import threading
 import time
@@ -27,6 +28,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CompressedImage, Image
 import torch
 
@@ -103,6 +105,7 @@ class CameraStream:
         self.window_received = self.window_processed = 0
         self.window_rejected = self.window_failed = 0
         self.last_frame = None  # monotonic time of the last receipt
+        self.waiting_since = None  # receipt of the oldest frame not yet answered by a mask
         self.last_seq = None  # publication sequence number of the last frame
         self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
@@ -126,6 +129,8 @@ class CameraStream:
             self.received += 1
             self.window_received += 1
             self.last_frame = time.monotonic()
+            if self.waiting_since is None:
+                self.waiting_since = self.last_frame
             self.node.wakeup.notify()
 
 
@@ -139,16 +144,15 @@ class SegmentationNode(Node):
         if self.config.input_width or self.config.input_height:
             size = (self.config.input_height, self.config.input_width)
         t = time.perf_counter()
-        self.get_logger().info(f'loading {model_path} (backend {self.config.backend}: a '
-                               'first start on CPU compiles the model for ~40 s, later starts '
-                               'load it from the cache)')
+        log = self.get_logger()
+        log.info(f'loading {model_path} (backend {self.config.backend})')
         # Build and warm up with one intra-op thread here, and let the inference thread use
         # them all: once this (executor) thread has run torch with a thread team, the network
         # ran 2-2.7x slower on the inference thread (16 ms against 33 ms at 480x360 here).
         self._threads = torch.get_num_threads()
         torch.set_num_threads(1)
         self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
-                                   self.config.backend, size)
+                                   self.config.backend, size, info=log.info, warn=log.warning)
         self.load_s = time.perf_counter() - t
         self._declare_model_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -342,6 +346,7 @@ class SegmentationNode(Node):
         with self.lock:
             cam.processed += 1
             cam.window_processed += 1
+            cam.waiting_since = None
             w = cam.window
             w['convert'].append(convert)
             w['preprocess'].append(timings.preprocess)
@@ -377,11 +382,13 @@ class SegmentationNode(Node):
                 totals = (cam.received, cam.processed, cam.dropped, cam.unseen, cam.rejected,
                           cam.failed)
                 last, last_error = cam.last_frame, cam.last_error
+                waiting_since = cam.waiting_since
             arr.status.append(self._status(cam, window, counts, totals, last, last_error,
-                                           budget, stale, now))
+                                           waiting_since, budget, stale, now))
         self.pub_diag.publish(arr)
 
-    def _status(self, cam, window, counts, totals, last, last_error, budget, stale, now):
+    def _status(self, cam, window, counts, totals, last, last_error, waiting_since, budget,
+                stale, now):
         s = self.segmenter
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: {cam.name}',
                                   hardware_id=f'{s.device.type}')
@@ -411,6 +418,12 @@ class SegmentationNode(Node):
             status.level = DiagnosticStatus.STALE
             status.message = 'no frame received yet' if last is None else \
                 f'no frame for {now - last:.1f} s'
+        elif waiting_since is not None and now - waiting_since > max(budget, 1.0):
+            # frames arrive but no mask leaves: all rejected, or stuck in decode or inference
+            waited = now - waiting_since
+            why = f'last error: {last_error}' if last_error else 'inference busy or stuck'
+            status.level = DiagnosticStatus.ERROR if waited > stale else DiagnosticStatus.WARN
+            status.message = f'frames arriving but no mask published for {waited:.1f} s ({why})'
         elif rejected:
             status.level, status.message = DiagnosticStatus.WARN, f'{rejected} frames rejected'
         elif processing and max(processing) > budget:
@@ -428,8 +441,25 @@ class SegmentationNode(Node):
         self.worker.join(timeout=5.0)
 
 
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, once.
+
+    rclpy's own handlers only shut the context down: a signal during the first compile
+    was then ignored until the compile ended, and the inference thread went on publishing
+    into the dead context. Raising here stops a compile at once, and ``main`` stops the
+    inference thread before it shuts rclpy down.
+    """
+    def handler(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
+
+
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    stop_on_signals()
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = SegmentationNode()

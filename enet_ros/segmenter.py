@@ -8,9 +8,9 @@ Backends:
 - ``compile``: the fused network (pooling through switches) exported (``torch.export``)
   and compiled ahead of time by AOTInductor (freezing, channels-last) into a package for
   this checkpoint, input size, precision, device and torch version. The first start
-  compiles it (about 20-40 s on a 2-core CPU) into ``$ENET_ROS_CACHE`` (default
-  ``~/.cache/enet_ros``); later starts load the package in milliseconds, and no Python
-  tracing or guard checks run per frame.
+  compiles it into ``$ENET_ROS_CACHE`` (default ``~/.cache/enet_ros``); later starts load
+  the package, verified first (``enet_ros.aoti_cache``), and no Python tracing or guard
+  checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
 CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
 
@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from enet_ros.aoti_cache import compile_ahead
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
 from enet_ros.model import check_input_size, fuse_for_inference
@@ -116,34 +117,10 @@ def keep_freed_memory() -> None:
         mallopt(option, 1 << 30)
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get('ENET_ROS_CACHE', Path.home() / '.cache' / 'enet_ros'))
-
-
-def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str):
-    """Return a callable AOTInductor package of ``net`` for ``example``'s shape and dtype.
-
-    Packages live in ``cache_dir()/aoti`` named by ``key`` (what the weights, size,
-    precision, device and torch version hash to); a missing or unreadable one is compiled
-    and written atomically, so concurrent starts never read a half-written file.
-    """
-    cache = cache_dir()
-    os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', str(cache / 'inductor'))
-    path = cache / 'aoti' / f'enet-{key}.pt2'
-    if path.exists():
-        try:
-            return torch._inductor.aoti_load_package(str(path))
-        except Exception as exc:  # a package from a broken earlier write: rebuild it
-            warnings.warn(f'recompiling unreadable package {path}: {exc}', stacklevel=3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with torch.inference_mode():
-        program = torch.export.export(net, (example,))
-    tmp = path.with_name(f'{path.stem}.{os.getpid()}.tmp.pt2')
-    # freezing constant-folds the weights and prepacks them for oneDNN (the bf16 speed-up)
-    torch._inductor.aoti_compile_and_package(program, package_path=str(tmp),
-                                             inductor_configs={'freezing': True})
-    os.replace(tmp, path)
-    return torch._inductor.aoti_load_package(str(path))
+def reference_frame() -> np.ndarray:
+    """A CamVid street frame shipped with the package (RGB), for start-up self-checks."""
+    path = Path(__file__).resolve().parent / 'demo_frames' / '0016E5_07959.jpg'
+    return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
 class Segmenter:
@@ -155,7 +132,7 @@ class Segmenter:
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_WEIGHTS, device: str = 'auto',
                  precision: str = 'auto', backend: str = 'auto',
-                 input_size: tuple[int, int] | None = None):
+                 input_size: tuple[int, int] | None = None, info=None, warn=None):
         self.device = resolve_device(device)
         if self.device.type == 'cpu':
             keep_freed_memory()
@@ -168,6 +145,11 @@ class Segmenter:
         self.dtype = DTYPES[self.precision]
         self.net = fuse_for_inference(model, switches=self.backend == 'compile')
         self.net = self.net.to(self.device, self.dtype, memory_format=torch.channels_last)
+        mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
+        # x_norm = x_uint8 * scale + shift, computed once
+        self._scale = (1.0 / (255.0 * std)).float()
+        self._shift = (-mean / std).float()
         if self.backend == 'compile':
             h, w = self.input_size
             example = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)
@@ -178,13 +160,23 @@ class Segmenter:
             digest.update(f'{h}x{w} {self.precision} {self.device.type} torch '
                           f'{torch.__version__} {torch.backends.cpu.get_cpu_capability()}'
                           .encode())
-            self.net = compile_ahead(self.net, example.to(memory_format=torch.channels_last),
-                                     digest.hexdigest()[:20])
-        mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
-        # x_norm = x_uint8 * scale + shift, computed once
-        self._scale = (1.0 / (255.0 * std)).float()
-        self._shift = (-mean / std).float()
+            eager = self.net
+            frame = self._to_tensor(reference_frame(), 'rgb')
+            with torch.inference_mode():
+                want = eager(frame)[0].argmax(0)
+
+            def check(fn) -> None:
+                with torch.inference_mode():
+                    got = fn(frame)
+                    got = (got[0] if isinstance(got, (list, tuple)) else got)[0].argmax(0)
+                same = 100.0 * (got == want).float().mean().item()
+                if same < MIN_AGREEMENT:
+                    raise ValueError(f'class ids agree with the eager network on {same:.1f}% '
+                                     f'of a reference frame')
+
+            kwargs = {k: v for k, v in (('info', info), ('warn', warn)) if v is not None}
+            self.net = compile_ahead(eager, example.to(memory_format=torch.channels_last),
+                                     digest.hexdigest()[:20], check, **kwargs)
         palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
         palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
         self._palettes = {'rgb': palette, 'bgr': np.ascontiguousarray(palette[:, ::-1])}

@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 import random
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -43,6 +45,22 @@ def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
                      input_size=input_size, mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
     save_checkpoint(path, model, meta)
     return path
+
+
+def decompression_bomb(ext: str) -> bytes:
+    """A small real stream of ``ext`` whose header claims a huge image."""
+    params = [cv2.IMWRITE_WEBP_QUALITY, 80] if ext == '.webp' else []
+    data = bytearray(cv2.imencode(ext, np.zeros((16, 16, 3), np.uint8), params)[1])
+    if ext == '.png':
+        data[16:24] = (40000).to_bytes(4, 'big') + (30000).to_bytes(4, 'big')
+    elif ext == '.jpg':
+        i = 2
+        while data[i + 1] not in (0xC0, 0xC2):
+            i += 2 + int.from_bytes(data[i + 2:i + 4], 'big')
+        data[i + 5:i + 9] = (30000).to_bytes(2, 'big') + (40000).to_bytes(2, 'big')
+    else:  # lossy WebP: VP8 frame header, 14-bit sizes
+        data[26:30] = (12000).to_bytes(2, 'little') + (12000).to_bytes(2, 'little')
+    return bytes(data)
 
 
 @pytest.fixture(scope='session')

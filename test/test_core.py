@@ -3,6 +3,8 @@
 import resource
 import subprocess
 import sys
+import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import cv2
@@ -16,7 +18,7 @@ from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
 from enet_ros.segmenter import Segmenter, SegmenterError
 
-from conftest import CAMVID_NAMES, CAMVID_PALETTE, make_weights
+from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weights
 
 
 def test_core_imports_without_rclpy():
@@ -145,23 +147,72 @@ def test_auto_precision_follows_recorded_agreement(tmp_path):
     assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'
 
 
+def _compiled(weights, **kw):
+    lines = []
+    seg = Segmenter(weights, 'cpu', 'fp32', 'compile', info=lines.append, warn=lines.append,
+                    **kw)
+    return seg, lines
+
+
 def test_compiled_backend_matches_eager_and_reuses_its_package(weights, tmp_path,
                                                                 monkeypatch):
     monkeypatch.setenv('ENET_ROS_CACHE', str(tmp_path / 'cache'))
     img = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     eager = Segmenter(weights, 'cpu', 'fp32', 'eager')
-    compiled = Segmenter(weights, 'cpu', 'fp32', 'compile')
+    compiled, lines = _compiled(weights)
+    assert any(line.startswith('compiling the network') for line in lines), lines
+    assert any(line.startswith('compiled in') for line in lines), lines
     for order in ('rgb', 'bgr'):
         assert (eager.segment(img, order)[0] == compiled.segment(img, order)[0]).mean() > 0.999
     packages = list((tmp_path / 'cache' / 'aoti').glob('*.pt2'))
     assert len(packages) == 1
     built = packages[0].stat().st_mtime_ns
-    Segmenter(weights, 'cpu', 'fp32', 'compile')  # a second start loads, does not rebuild
-    assert packages[0].stat().st_mtime_ns == built
-    packages[0].write_bytes(b'not a package')  # e.g. a disk that filled up mid-write
-    with pytest.warns(UserWarning, match='recompiling unreadable package'):
-        rebuilt = Segmenter(weights, 'cpu', 'fp32', 'compile')
+    _, lines = _compiled(weights)  # a second start loads, does not rebuild
+    assert packages[0].stat().st_mtime_ns == built and lines == []
+    # damaged bytes inside the package: never loaded, one warning, rebuilt
+    data = bytearray(packages[0].read_bytes())
+    for k in range(len(data) // 3, len(data) // 3 + 64):
+        data[k] ^= 0xFF
+    packages[0].write_bytes(bytes(data))
+    rebuilt, lines = _compiled(weights)
+    assert [line for line in lines if 'discarding' in line] == [
+        f'discarding cached package {packages[0]}: its bytes do not match the checksum '
+        f'written when it was built; recompiling']
     assert (rebuilt.segment(img)[0] == eager.segment(img)[0]).mean() > 0.999
+
+
+def test_cached_package_for_another_size_is_discarded(weights, tmp_path, monkeypatch):
+    """A package (and its checksum) built for another input size, copied under the name
+    this start expects: it fails the reference-frame check and is rebuilt."""
+    monkeypatch.setenv('ENET_ROS_CACHE', str(tmp_path / 'cache'))
+    _compiled(weights, input_size=(64, 96))
+    aoti = tmp_path / 'cache' / 'aoti'
+    other = sorted(aoti.glob('*.pt2'))
+    _compiled(weights, input_size=(96, 128))
+    target = [p for p in aoti.glob('*.pt2') if p not in other][0]
+    for suffix in ('', '.sha256'):
+        Path(str(target) + suffix).write_bytes(Path(str(other[0]) + suffix).read_bytes())
+    seg, lines = _compiled(weights, input_size=(96, 128))
+    assert any(line.startswith(f'discarding cached package {target}') for line in lines), lines
+    eager = Segmenter(weights, 'cpu', 'fp32', 'eager', input_size=(96, 128))
+    img = np.random.default_rng(2).integers(0, 256, (96, 128, 3), dtype=np.uint8)
+    assert (seg.segment(img)[0] == eager.segment(img)[0]).mean() > 0.999
+
+
+@pytest.mark.parametrize('where', ['file in the way', 'unwritable'])
+def test_unusable_cache_folder_compiles_for_this_run(weights, tmp_path, monkeypatch, where):
+    if where == 'file in the way':
+        (tmp_path / 'file').write_text('x')
+        cache = tmp_path / 'file' / 'cache'
+    else:
+        cache = Path('/proc/enet_ros_cache')  # not writable, even by root
+    monkeypatch.setenv('ENET_ROS_CACHE', str(cache))
+    monkeypatch.delenv('TORCHINDUCTOR_CACHE_DIR', raising=False)
+    seg, lines = _compiled(weights)
+    warnings_ = [line for line in lines if 'not writable' in line]
+    assert len(warnings_) == 1 and 'set ENET_ROS_CACHE to a writable folder' in warnings_[0]
+    img = np.zeros((64, 96, 3), np.uint8)
+    assert seg.segment(img)[0].shape == (64, 96)
 
 
 # -- image codec --------------------------------------------------------------------
@@ -215,12 +266,43 @@ def test_compressed():
     out, order = compressed_to_array(SimpleNamespace(format='png', data=png.tobytes()))
     assert order == 'bgr'
     np.testing.assert_array_equal(out, arr)
-    with pytest.raises(ImageError, match='cannot decode'):
+    with pytest.raises(ImageError, match='no readable jpeg or png header'):
         compressed_to_array(SimpleNamespace(format='jpeg', data=b'\xff\xd8garbage'))
+    jpg = cv2.imencode('.jpg', arr)[1].tobytes()
+    with pytest.raises(ImageError, match='cannot decode'):  # header fine, data cut short
+        compressed_to_array(SimpleNamespace(format='jpeg', data=jpg[:len(jpg) // 3]))
     with pytest.raises(ImageError, match='exceeds max_image_pixels'):
         compressed_to_array(SimpleNamespace(format='png', data=png.tobytes()), max_pixels=100)
     with pytest.raises(ImageError, match="unsupported compressed format 'tiff'"):
         compressed_to_array(SimpleNamespace(format='tiff', data=png.tobytes()))
+
+
+@pytest.mark.parametrize('ext,fmt,claim', [('.png', 'png', '40000x30000'),
+                                           ('.jpg', 'jpeg', '40000x30000'),
+                                           ('.webp', 'jpeg', '12000x12000')])
+def test_decompression_bombs_rejected_from_the_header(ext, fmt, claim):
+    msg = SimpleNamespace(format=fmt, data=decompression_bomb(ext))
+    t = time.perf_counter()
+    with pytest.raises(ImageError, match=f'{claim} \\(from its header\\) exceeds'):
+        compressed_to_array(msg, max_pixels=3840 * 2160)
+    assert time.perf_counter() - t < 0.1  # nothing was decoded
+
+
+def test_checkpoint_with_nan_weights_is_refused(weights, tmp_path):
+    model, meta = load_checkpoint(weights)
+    with torch.no_grad():
+        model.fullconv.weight[0, 0, 0, 0] = float('nan')
+    save_checkpoint(tmp_path / 'nan.pt', model, meta)
+    with pytest.raises(CheckpointError, match='non-finite weights.*fullconv.weight'):
+        load_checkpoint(tmp_path / 'nan.pt')
+
+
+def test_training_checkpoint_as_model_file_says_how_to_export(tmp_path):
+    from training import checkpoint
+    path = checkpoint.save(tmp_path, {'model': ENet(11).state_dict(), 'optimizer': {},
+                                      'lr_scheduler': {}, 'epoch': 0})
+    with pytest.raises(CheckpointError, match='is a training checkpoint.*training.export'):
+        load_checkpoint(path)
 
 
 def test_array_to_fields():

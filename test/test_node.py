@@ -13,7 +13,7 @@ import pytest
 from enet_ros.segmenter import Segmenter
 from enet_ros.tools.graph import NodeProcess, SegmentationClient
 
-from conftest import CAMVID_PALETTE
+from conftest import CAMVID_PALETTE, decompression_bomb
 
 
 def diag_values(client, name):
@@ -269,13 +269,17 @@ def test_compressed_input(weights, ros):
                 time.sleep(0.3)
             c.publish(msg=CompressedImage(format='jpeg', data=b'not a jpeg'))
             time.sleep(0.3)
+            for ext in ('.jpg', '.webp'):  # small streams whose headers claim huge images
+                c.publish(msg=CompressedImage(format='jpeg', data=decompression_bomb(ext)))
+                time.sleep(0.3)
             c.publish(msg=CompressedImage(format='png', data=cv2.imencode('.png', img)[1]
                                           .tobytes()))
             assert c.wait('mask', 3, 15)
             assert all((m.width, m.height) == (61, 45) for m in c.received['mask'].messages)
-            status, values = wait_diag(c, lambda s, v: int(v['frames_rejected']) == 1,
+            status, values = wait_diag(c, lambda s, v: int(v['frames_rejected']) == 3,
                                        name='/comp/enet_segmentation: image')
-            assert int(values['frames_rejected']) == 1
+            assert int(values['frames_rejected']) == 3
+            assert '12000x12000 (from its header) exceeds' in values['last_error']
             assert status.level == status.WARN
             assert proc.proc.poll() is None
         finally:
@@ -308,13 +312,75 @@ def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_clean_shutdown(weights, ros, sig):
+    """Stopped while frames stream in: exit 0, no traceback, no error from the inference
+    thread publishing into a context that is already shut down."""
     with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
                      ros_args=['-r', '__ns:=/shutdown']) as proc:
         proc.wait_ready()
-        rc = proc.stop(sig)
+        c = SegmentationClient(namespace='/shutdown', name='shutdown_client')
+        try:
+            c.wait_for_node()
+            img = np.zeros((64, 96, 3), np.uint8)
+            for _ in range(20):
+                c.publish(img)
+                time.sleep(0.01)
+            t = time.monotonic()
+            rc = proc.stop(sig)
+            stopped_in = time.monotonic() - t
+        finally:
+            c.close()
         log = proc.log()
     assert rc == 0, log
+    assert stopped_in < 5, stopped_in
     assert 'Traceback' not in log
+    assert 'inference failed' not in log and 'context is invalid' not in log, log
+
+
+def test_sigterm_during_the_first_compile_ends_it(weights, ros, tmp_path):
+    import os
+    env = {**os.environ, 'ENET_ROS_CACHE': str(tmp_path / 'cache')}  # nothing cached
+    with NodeProcess({'model_path': str(weights), 'backend': 'compile', 'device': 'cpu',
+                      'precision': 'fp32'}, env=env) as proc:
+        deadline = time.monotonic() + 60
+        while 'compiling' not in proc.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'compiling' in proc.log(), proc.log()
+        time.sleep(2.0)  # well inside the compile (about 20 s here)
+        t = time.monotonic()
+        rc = proc.stop(signal.SIGTERM, timeout=20)
+        stopped_in = time.monotonic() - t
+        log = proc.log()
+    assert rc == 0, log
+    assert stopped_in < 10, (stopped_in, log)
+    assert 'Traceback' not in log and 'RCLError' not in log, log
+
+
+def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
+    """Frames keep arriving but every one is rejected: WARN, then ERROR after
+    stale_timeout_s, with the reason; never OK."""
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager', 'stale_timeout_s': 2.0},
+                     ros_args=['-r', '__ns:=/silent']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/silent', name='silent_client')
+        try:
+            c.wait_for_node()
+            bad = np.zeros((8, 8, 2), np.uint8)
+            levels = []
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                c.publish(bad, encoding='yuv422')
+                status, _ = diag_values(c, '/silent/enet_segmentation: image')
+                if status is not None:
+                    levels.append((status.level, status.message))
+                time.sleep(0.1)
+            status, values = wait_diag(c, lambda s, v: s.level == s.ERROR,
+                                       name='/silent/enet_segmentation: image')
+        finally:
+            c.close()
+    assert status.level == status.ERROR, levels
+    assert 'no mask published' in status.message
+    assert "unsupported encoding 'yuv422'" in status.message
+    assert all(level != status.OK for level, _ in levels), levels
 
 
 def test_frames_lost_before_the_node_are_counted_from_sequence_gaps(weights, tmp_path):

@@ -216,8 +216,8 @@ def test_report_names_weak_classes_and_where_their_pixels_go():
     # rows: ground truth, columns: predicted; class 2 is never predicted, its pixels go to 0
     confusion = np.array([[50, 0, 0], [0, 40, 0], [9, 1, 0]])
     text = weak_classes(confusion, ['road', 'car', 'pole'])
-    assert 'pole (0 held-out pixels predicted as pole; its own pixels go to road 90% and car 10%)' \
-        in text
+    assert ('pole (0 held-out pixels predicted as pole; its own pixels go to road 90% and '
+            'car 10%)') in text
     assert 'road (' not in text and 'car (' not in text
     assert weak_classes(np.eye(3, dtype=int) * 10, ['a', 'b', 'c']) == ''
     # a class absent from the ground truth is not called weak

@@ -11,8 +11,8 @@ held out, nothing selected). Runs go to ``runs/ablation/<config>-<fold>`` and
 
 ``table`` exports each ablation run, evaluates it on its held-out drive from the original
 PNG frames with the node's inference core (fp32, as ``training.evaluate``), and writes
-``benchmarks/results/training_ablation.md`` (and with ``--readme`` the README section): each change's held-out class IoU per drive,
-their mean, and the GPU time the run took.
+``benchmarks/results/training_ablation.md`` (with ``--readme`` also the README section):
+each change's held-out class IoU per drive, their mean, and the GPU time the run took.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def table(args: argparse.Namespace) -> str:
         header('Recipe ablation on held-out CamVid drives'),
         'Each run trains on every CamVid train+val frame except one whole drive and is '
         'measured on that drive (class IoU, void excluded), from the original PNG frames '
-        'with the node\'s inference core in fp32: `python -m training.ablation table`. '
+        "with the node's inference core in fp32: `python -m training.ablation table`. "
         'Every run is one seed, trained on one NVIDIA H100 (bf16 autocast), three runs '
         'sharing it; the machine above measured the figures.',
         '',

@@ -151,8 +151,8 @@ def main() -> None:
           f'{card["epochs"]} epochs with a recipe fixed beforehand; no epoch or run is '
           f'selected. How that recipe does on a drive it has never seen is measured by '
           f'training it again with one whole drive left out and measuring on that drive '
-          f'(accuracy / IoU per class, void excluded, fp32, original frames, the node\'s '
-          f'inference core). The paper\'s column is the CamVid test split: other frames, '
+          f"(accuracy / IoU per class, void excluded, fp32, original frames, the node's "
+          f"inference core). The paper's column is the CamVid test split: other frames, "
           f'shown for orientation only. The test split is held back from this project.\n\n')
     md += table(['class'] + [f'held-out drive {s} ({heldout[s]["images"]} frames): '
                              f'accuracy / IoU' for s in seqs]

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 from datetime import datetime, timezone
-import math
 from pathlib import Path
 import shlex
 import sys

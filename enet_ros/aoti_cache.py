@@ -1,0 +1,126 @@
+"""The on-disk cache of compiled networks (AOTInductor packages), trusted only once verified.
+
+A package is a shared library: loading damaged bytes can crash the process, and a package
+built for another input size or weights can load and run and give wrong masks. So:
+
+- Packages live in ``cache_dir()/aoti`` named by a key that binds the weights, network
+  code, input size, precision, device, torch version and CPU capability.
+- A SHA-256 of each package is written beside it when it is built; a package whose bytes
+  do not match is never loaded.
+- A loaded package must agree with the eager network on a reference frame (``check``);
+  one that does not is discarded.
+
+On any mismatch: one warning line, the package is deleted and rebuilt. A cache folder that
+cannot be written (read-only, a file in the way, a full disk) gives one warning line and
+a compile into a temporary folder for this run only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get('ENET_ROS_CACHE', Path.home() / '.cache' / 'enet_ros'))
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _writable(folder: Path) -> str | None:
+    """None when files can be created in ``folder`` (made if missing), else the reason."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.probe'):
+            pass
+        return None
+    except OSError as exc:
+        return f'{type(exc).__name__}: {exc.strerror or exc}'
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f'.{path.stem}.{os.getpid()}.tmp{path.suffix}')
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _load_verified(path: Path, check) -> tuple[object | None, str]:
+    """(loaded package, '') or (None, why it cannot be trusted)."""
+    digest = path.with_name(path.name + '.sha256')
+    try:
+        expected = digest.read_text().strip()
+    except OSError:
+        return None, 'no checksum beside it'
+    if _sha256(path) != expected:
+        return None, 'its bytes do not match the checksum written when it was built'
+    try:
+        fn = torch._inductor.aoti_load_package(str(path))
+        if check is not None:
+            check(fn)
+    except Exception as exc:  # a package for other shapes, or a failed self-check
+        return None, f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'
+    return fn, ''
+
+
+def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
+                  check: Callable | None = None, info: Callable[[str], None] = _stderr,
+                  warn: Callable[[str], None] = _stderr):
+    """A callable AOTInductor package of ``net`` for ``example``'s shape and dtype.
+
+    ``check(fn)`` raises when ``fn`` disagrees with the eager network. Cached packages are
+    verified (checksum, then ``check``) before use; a fresh compile is checked too, and a
+    failure there raises RuntimeError.
+    """
+    cache = cache_dir()
+    name = f'enet-{key}.pt2'
+    path = cache / 'aoti' / name
+    problem = _writable(cache / 'aoti') or _writable(cache / 'inductor')
+    if problem is None:
+        os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', str(cache / 'inductor'))
+    else:
+        tmp = tempfile.mkdtemp(prefix='enet_ros_cache_')
+        os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(Path(tmp) / 'inductor')
+        warn(f'cache {cache} is not writable ({problem}); compiling into {tmp} for this run '
+            f'only: set ENET_ROS_CACHE to a writable folder to keep the compiled model')
+    if path.exists():
+        fn, why = _load_verified(path, check)
+        if fn is not None:
+            return fn
+        warn(f'discarding cached package {path}: {why}; recompiling')
+        if problem is None:
+            for stale in (path, path.with_name(path.name + '.sha256')):
+                stale.unlink(missing_ok=True)
+    if problem is not None:
+        path = Path(tmp) / name
+    info(f'compiling the network for {tuple(example.shape)} {str(example.dtype)[6:]} '
+        f'(once; cached in {path.parent})')
+    t = time.perf_counter()
+    with torch.inference_mode():
+        program = torch.export.export(net, (example,))
+    # freezing constant-folds the weights and prepacks them for oneDNN (the bf16 speed-up)
+    _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
+        program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
+    digest = _sha256(path)
+    _write_atomic(path.with_name(path.name + '.sha256'), lambda p: p.write_text(digest + '\n'))
+    info(f'compiled in {time.perf_counter() - t:.1f} s')
+    fn, why = _load_verified(path, check)
+    if fn is None:
+        raise RuntimeError(f'the freshly compiled network failed its check ({why}); '
+                           f'use backend eager')
+    return fn
