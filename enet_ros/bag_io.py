@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from enet_ros.bag_salvage import SalvageReader
+
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
 
@@ -57,12 +59,20 @@ class BagReader:
         from rosbags.rosbag2 import Reader
         self.path = bag_path(path)
         self.store = typestore()
+        self.error: str | None = None  # set when reading stopped early
+        self.salvaged = False  # read record by record: the bag was cut short
         try:
             self.reader = Reader(self.path)
             self.reader.open()
         except Exception as exc:  # rosbags raises several types for broken bags
-            raise BagError(f'cannot open bag {self.path}: {type(exc).__name__}: {exc}') from None
-        self.error: str | None = None  # set when reading stopped early
+            why = f'{type(exc).__name__}: {exc}'
+            try:
+                self.reader = SalvageReader(self.path)
+            except Exception:
+                self.reader = None
+            if self.reader is None or not self.reader.connections:
+                raise BagError(f'cannot open bag {self.path}: {why}') from None
+            self.salvaged = True
 
     def topics(self) -> dict[str, str]:
         return {c.topic: c.msgtype for c in self.reader.connections}
@@ -88,7 +98,10 @@ class BagReader:
                            f'pick one with --topic. Its topics: {self.describe_topics()}')
         return images[0]
 
-    def count(self, topic: str) -> int:
+    def count(self, topic: str) -> int | None:
+        """Messages of ``topic`` the bag's index lists; None for a cut-short bag."""
+        if self.salvaged:
+            return None
         return sum(c.msgcount for c in self.reader.connections if c.topic == topic)
 
     def messages(self, topic: str):
@@ -100,6 +113,10 @@ class BagReader:
                 conn, timestamp, raw = next(it)
                 msg = self.store.deserialize_cdr(raw, conn.msgtype)
             except StopIteration:
+                if self.salvaged:
+                    where = self.reader.stopped or 'its index is missing'
+                    self.error = (f'the recording was cut short ({where}); read everything '
+                                  f'before that')
                 return
             except Exception as exc:
                 self.error = f'{type(exc).__name__}: {exc}'

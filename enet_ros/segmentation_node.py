@@ -118,12 +118,17 @@ class CameraStream:
             if self.pending is not None:
                 self.dropped += 1
             # Frames superseded in the depth-1 DDS queue (or lost in transport) never reach
-            # this callback; the publisher's sequence numbers reveal them. A lower number
-            # means a new publisher: start counting again from it.
-            if seq is not None and self.last_seq is not None and seq > self.last_seq + 1:
+            # this callback; the publisher's sequence numbers reveal them. The message info
+            # does not say which publisher sent a frame, so with several publishers on the
+            # topic (two drivers, a bag replaying beside a camera) gaps mean nothing and are
+            # not counted. A lower number from a single publisher means it restarted.
+            single = self.sub.get_publisher_count() <= 1
+            if not single:
+                self.last_seq = None
+            elif seq is not None and self.last_seq is not None and seq > self.last_seq + 1:
                 self.dropped += seq - self.last_seq - 1
                 self.unseen += seq - self.last_seq - 1
-            if seq is not None:
+            if seq is not None and single:
                 self.last_seq = seq
             self.pending = (msg, time.monotonic())
             self.received += 1

@@ -38,7 +38,7 @@ def bag(request, tmp_path_factory, camvid_root):
 @pytest.fixture(scope='module')
 def reference_metrics(weights, camvid_root, tmp_path_factory):
     out = tmp_path_factory.mktemp('ref') / 'ref.json'
-    res = run('training.evaluate', '--dataset', 'camvid', '--root', camvid_root, '--split',
+    res = run('training.evaluate', '--dataset', 'camvid', '--root', camvid_root, '--splits',
               'val', '--weights', weights, '--limit', N, '--json', out)
     assert res.returncode == 0, res.stderr
     return json.loads(out.read_text())
@@ -135,22 +135,46 @@ def test_label_ids_outside_classes(bag, weights):
     assert '/camera/labels message stamped 1000000000000 has label ids [11]' in res.stderr
 
 
-def test_truncated_bag_gives_partial_result(bag, weights, tmp_path):
+def _cut_short(bag, tmp_path, fraction=0.6):
+    """A copy of ``bag`` whose data file stops part-way, as a recording that died."""
     broken = tmp_path / 'broken'
     shutil.copytree(bag, broken)
     data = next(p for p in broken.iterdir() if p.suffix in ('.db3', '.mcap'))
     raw = data.read_bytes()
-    data.write_bytes(raw[:int(len(raw) * 0.6)])
+    data.write_bytes(raw[:int(len(raw) * fraction)])
+    return broken
+
+
+def test_truncated_bag_gives_partial_result(bag, weights, tmp_path):
+    broken = _cut_short(bag, tmp_path)
     out = tmp_path / 'partial.json'
     res = run('enet_ros.tools.evaluate_bag', broken, '--topic', '/camera/image', '--weights',
               weights, '--json', out, '--no-progress')
     assert 'Traceback' not in res.stderr, res.stderr
-    if res.returncode == 3:  # readable up to a point: evaluated that part, said so
-        got = json.loads(out.read_text())
-        assert not got['complete'] and got['frames_evaluated'] < N
-        assert 'partial result' in res.stderr
-    else:  # not even the index could be read: a clear one-line error
-        assert res.returncode == 1 and 'cannot open bag' in res.stderr, res.stderr
+    assert res.returncode == 3, res.stderr
+    got = json.loads(out.read_text())
+    assert not got['complete'] and 0 < got['frames_evaluated'] < N, got
+    assert 'partial result' in res.stderr and 'cut short' in got['stopped_because']
+
+
+def test_truncated_bag_replays_its_readable_part(bag, weights, tmp_path):
+    broken = _cut_short(bag, tmp_path)
+    out = tmp_path / 'replay.json'
+    res = run('enet_ros.tools.replay_bag', broken, '--topic', '/camera/image', '--start-node',
+              '--weights', weights, '--backend', 'eager', '--lockstep', '--namespace',
+              f'/cut_{Path(bag).parent.name}', '--json', out)
+    assert res.returncode == 3, res.stderr
+    got = json.loads(out.read_text())
+    assert 0 < got['frames_sent'] < N and got['frames_received'] == got['frames_sent']
+    assert 'replayed the' in res.stderr and 'cut short' in res.stderr
+
+
+def test_missing_label_topic_lists_the_bags_topics(bag, weights, tmp_path):
+    res = run('enet_ros.tools.evaluate_bag', bag, '--topic', '/camera/image', '--weights',
+              weights, '--label-topic', '/camera/nolabels', '--no-progress')
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr
+    assert 'label topic /camera/nolabels is not in the bag; its topics: ' in res.stderr
+    assert '/camera/image (sensor_msgs/msg/Image)' in res.stderr
 
 
 def test_unsupported_frames_are_skipped_and_counted(weights, tmp_path):

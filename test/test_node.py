@@ -291,15 +291,29 @@ def test_compressed_input(weights, ros):
     ({'device': 'tpu'}, "parameter device='tpu' is not one of"),
     ({'device': 'cuda'}, 'CUDA is not available'),
     ({'corrupt': True}, 'truncated or corrupt'),
+    ({'nan': True}, 'non-finite weights (NaN or inf)'),
+    ({'training': True}, 'is a training checkpoint'),
 ])
 def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
     import torch
+    from enet_ros.checkpoint import load_checkpoint, save_checkpoint
+    from training import checkpoint
     if params.get('device') == 'cuda' and torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
     if params.pop('corrupt', False):
         bad = tmp_path / 'corrupt.pt'
         bad.write_bytes(weights.read_bytes()[:1000])
         params['model_path'] = str(bad)
+    if params.pop('nan', False):
+        model, meta = load_checkpoint(weights)
+        with torch.no_grad():
+            model.encoder.initial.conv.weight.fill_(float('nan'))
+        save_checkpoint(tmp_path / 'nan.pt', model, meta)
+        params['model_path'] = str(tmp_path / 'nan.pt')
+    if params.pop('training', False):
+        model, _ = load_checkpoint(weights)
+        params['model_path'] = str(checkpoint.save(tmp_path, {
+            'model': model.state_dict(), 'optimizer': {}, 'lr_scheduler': {}, 'epoch': 0}))
     params.setdefault('model_path', str(weights))
     with NodeProcess(params) as proc:
         rc = proc.proc.wait(60)
@@ -408,3 +422,34 @@ n.shutdown(); n.destroy_node(); rclpy.shutdown()
     received, unseen, dropped = map(int, out.stdout.split()[-3:])
     assert (received, unseen) == (4, 3)
     assert dropped >= unseen  # plus any superseded in the mailbox by the next on_frame
+
+
+def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
+    """Sequence numbers of two publishers interleave (each counts on its own); the node
+    must not read the jumps between them as frames lost before it."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
+                     ros_args=['-r', '__ns:=/twopub']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/twopub', name='twopub_client', reliable_input=True)
+        second = c.node.create_publisher(Image, 'image', QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        try:
+            c.wait_for_node()
+            img = np.zeros((64, 96, 3), np.uint8)
+            for _ in range(12):  # the first publisher runs ahead: sequence 1..12
+                c.publish(img)
+                time.sleep(0.05)
+            for _ in range(8):  # then both: 13, 1, 14, 2, ...
+                c.publish(img)
+                time.sleep(0.05)
+                second.publish(Image(height=64, width=96, encoding='rgb8', step=96 * 3,
+                                     data=img.tobytes()))
+                time.sleep(0.05)
+            status, values = wait_diag(c, lambda s, v: int(v['frames_received']) >= 28,
+                                       name='/twopub/enet_segmentation: image')
+            assert int(values['frames_received']) == 28, values
+        finally:
+            c.close()
+    assert values['frames_dropped_before_node'] == '0', values

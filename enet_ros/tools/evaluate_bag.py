@@ -203,7 +203,9 @@ def evaluate_bag(args) -> int:
     timings = {s: [] for s in STAGES}
     skipped: dict[str, int] = {}
     samples, evaluated, stopped = [], 0, None
-    total = reader.count(topic) if args.limit is None else min(args.limit, reader.count(topic))
+    total = reader.count(topic)
+    if args.limit is not None:
+        total = args.limit if total is None else min(args.limit, total)
     start = time.perf_counter()
     bar = tqdm(total=total, desc='evaluate_bag', disable=args.no_progress, unit='frame')
     try:

@@ -128,6 +128,10 @@ def main(argv=None) -> int:
               f'{lat["median_ms"]:.1f}, p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}')
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if result['bag_read_error']:
+        print(f'replay_bag: replayed the {result["frames_sent"]} readable frames; the bag '
+              f'stopped there: {result["bag_read_error"]}', file=sys.stderr)
+        return 3
     return 0
 
 
