@@ -7,7 +7,8 @@ package_name = 'enet_ros'
 setup(
     name=package_name,
     version='0.1.0',
-    packages=find_packages(include=['enet_ros', 'enet_ros.*', 'training', 'training.*']),
+    # training/ stays in the repository (run it from there); a vehicle needs only enet_ros
+    packages=find_packages(include=['enet_ros', 'enet_ros.*']),
     package_data={'enet_ros': ['weights/*.pt', 'weights/*.onnx', 'demo_frames/*.jpg',
                                'demo_frames/*.md']},
     data_files=[

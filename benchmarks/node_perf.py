@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
 from enet_ros.segmentation_node import STAGES  # noqa: E402
 from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient  # noqa: E402
+from enet_ros.tools.cli import add_model_args  # noqa: E402
 
 SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
 
@@ -260,9 +261,7 @@ def main() -> None:
     p.add_argument('what', choices=['latency', 'transport', 'soak', 'cameras'])
     p.add_argument('--frames', type=int, default=100)
     p.add_argument('--seconds', type=float, default=None)
-    p.add_argument('--device', default='auto')
-    p.add_argument('--precision', default='auto')
-    p.add_argument('--backend', default='auto')
+    add_model_args(p, weights=False)
     p.add_argument('--readme', action='store_true')
     args = p.parse_args()
     if args.seconds is None:

@@ -15,6 +15,7 @@ in its mailbox before inference is counted as dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import os
 import signal
 import sys
 import threading
@@ -62,20 +63,97 @@ class StartupConfig:
     cameras: tuple[str, ...]
 
 
-def _descriptor(description: str, read_only: bool = False, float_range=None,
-                int_range=None, choices=None, type_=None) -> ParameterDescriptor:
-    if choices:
-        description += f' One of: {", ".join(choices)}.'
-    d = ParameterDescriptor(description=description, read_only=read_only)
-    if type_ is not None:
-        d.type = type_
-    if float_range:
-        d.floating_point_range = [FloatingPointRange(from_value=float(float_range[0]),
-                                                     to_value=float(float_range[1]))]
-    if int_range:
-        d.integer_range = [IntegerRange(from_value=int(int_range[0]),
-                                        to_value=int(int_range[1]), step=1)]
-    return d
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: the node declares it, ``--help`` and the README list it."""
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = False
+    choices: tuple[str, ...] = ()
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        description = self.description
+        if self.choices:
+            description += f' One of: {", ".join(self.choices)}.'
+        d = ParameterDescriptor(description=description, read_only=self.read_only)
+        if isinstance(self.default, list):
+            d.type = ParameterType.PARAMETER_STRING_ARRAY
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
+                                                         to_value=float(self.float_range[1]))]
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=int(self.int_range[0]),
+                                            to_value=int(self.int_range[1]), step=1)]
+        return d
+
+
+PARAMETERS = (
+    Param('model_path', '', 'ENet checkpoint (from python -m training.export); empty = the '
+          'CamVid weights shipped in the package.', read_only=True),
+    Param('device', 'auto', 'Inference device.', True, DEVICES),
+    Param('precision', 'auto', 'Inference precision; auto = fp16 on CUDA, on CPU bf16 where '
+          'it agrees with fp32 on >= 99% of pixels, else fp32.', True, PRECISIONS),
+    Param('backend', 'auto', 'auto = compile on CPU (AOTInductor package, built once and '
+          'cached on disk), eager on CUDA.', True, BACKENDS),
+    Param('input_width', 0, 'Network input width (multiple of 8); 0 = the checkpoint '
+          'training size.', True, int_range=(0, 8192)),
+    Param('input_height', 0, 'Network input height (multiple of 8); 0 = the checkpoint '
+          'training size.', True, int_range=(0, 8192)),
+    Param('input_compressed', False, 'Subscribe image/compressed (jpeg, png) instead of '
+          'image.', True),
+    Param('input_reliability', 'best_effort', 'Input QoS reliability; best_effort also '
+          'receives reliable publishers.', True, tuple(RELIABILITY)),
+    Param('output_reliability', 'reliable', 'Output QoS reliability.', True,
+          tuple(RELIABILITY)),
+    Param('output_depth', 2, 'Output QoS history depth.', True, int_range=(1, 100)),
+    Param('cameras', [''], 'Camera namespaces served by this node with one shared model; '
+          'each gets <ns>/image in and <ns>/segmentation/* out. [""] = one camera, no '
+          'namespace.', True),
+    Param('overlay_alpha', 0.5, 'Weight of the colour mask in the overlay.',
+          float_range=(0.0, 1.0)),
+    Param('color_order', 'rgb', 'Channel order of segmentation/color_mask (rgb8 or bgr8). '
+          'The overlay always keeps the input order.', choices=('rgb', 'bgr')),
+    Param('publish_color_mask', True, 'Publish segmentation/color_mask (computed only when '
+          'subscribed).'),
+    Param('publish_overlay', True, 'Publish segmentation/overlay (computed only when '
+          'subscribed).'),
+    Param('latency_budget_ms', 100.0, 'Diagnostics turn WARN when the max receipt-to-publish '
+          'latency in a window exceeds this.', float_range=(1.0, 60000.0)),
+    Param('stale_timeout_s', 3.0, 'Diagnostics turn STALE when no frame arrived for this '
+          'long, and ERROR when frames arrive but no mask left for this long.',
+          float_range=(0.1, 3600.0)),
+    Param('max_image_pixels', 3840 * 2160, 'Frames with more pixels are rejected (protects '
+          'memory and latency).', int_range=(1, 100_000_000)),
+)
+
+TOPICS = (
+    ('image', 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
+    ('image/compressed', 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
+    ('segmentation/mask', 'sensor_msgs/Image mono8 out: class ids, 255 = no class'),
+    ('segmentation/color_mask', 'sensor_msgs/Image out: palette colours (while subscribed)'),
+    ('segmentation/overlay', 'sensor_msgs/Image out: input blended with colours'),
+    ('/diagnostics', 'diagnostic_msgs/DiagnosticArray out, once a second per camera'),
+)
+
+
+def usage() -> str:
+    """The answer to ``--help``: how to run the node, its topics and parameters."""
+    lines = ['usage: python -m enet_ros.segmentation_node [--ros-args -p NAME:=VALUE ...]',
+             '       (ros2 run enet_ros segmentation_node --ros-args ...)', '',
+             f'Node {NODE_NAME}: ENet semantic segmentation. Topics (relative, per camera '
+             f'namespace):']
+    lines += [f'  {t:<26}{d}' for t, d in TOPICS]
+    lines += ['', 'Parameters (name, default, description):']
+    for param in PARAMETERS:
+        extra = f' One of: {", ".join(param.choices)}.' if param.choices else ''
+        ro = ' Read-only.' if param.read_only else ''
+        lines.append(f'  {param.name} = {param.default!r}: {param.description}{extra}{ro}')
+    return '\n'.join(lines)
 
 
 class CameraStream:
@@ -178,55 +256,8 @@ class SegmentationNode(Node):
     # -- parameters ------------------------------------------------------------------
 
     def _declare_parameters(self) -> StartupConfig:
-        declare = self.declare_parameter
-        declare('model_path', '', _descriptor(
-            'ENet checkpoint (from python -m training.export); empty = the CamVid weights '
-            'shipped in the package.', read_only=True))
-        declare('device', 'auto', _descriptor('Inference device.', True, choices=DEVICES))
-        declare('precision', 'auto', _descriptor(
-            'Inference precision; auto = fp16 on CUDA, on CPU bf16 where it agrees with fp32 '
-            'on >= 99% of validation pixels, else fp32.', True, choices=PRECISIONS))
-        declare('backend', 'auto', _descriptor(
-            'auto = compile on CPU (AOTInductor package, built once and cached on disk), '
-            'eager on CUDA.', True,
-            choices=BACKENDS))
-        declare('input_width', 0, _descriptor(
-            'Network input width (multiple of 8); 0 = the checkpoint training size.', True,
-            int_range=(0, 8192)))
-        declare('input_height', 0, _descriptor(
-            'Network input height (multiple of 8); 0 = the checkpoint training size.', True,
-            int_range=(0, 8192)))
-        declare('input_compressed', False, _descriptor(
-            'Subscribe image/compressed (jpeg, png) instead of image.', True))
-        declare('input_reliability', 'best_effort', _descriptor(
-            'Input QoS reliability; best_effort also receives reliable publishers.', True,
-            choices=tuple(RELIABILITY)))
-        declare('output_reliability', 'reliable', _descriptor(
-            'Output QoS reliability.', True, choices=tuple(RELIABILITY)))
-        declare('output_depth', 2, _descriptor('Output QoS history depth.', True,
-                                               int_range=(1, 100)))
-        declare('cameras', [''], _descriptor(
-            'Camera namespaces served by this node with one shared model; each gets '
-            '<ns>/image in and <ns>/segmentation/* out. [""] = one camera, no namespace.',
-            True, type_=ParameterType.PARAMETER_STRING_ARRAY))
-        declare('overlay_alpha', 0.5, _descriptor(
-            'Weight of the colour mask in the overlay.', float_range=(0.0, 1.0)))
-        declare('color_order', 'rgb', _descriptor(
-            'Channel order of segmentation/color_mask (rgb8 or bgr8). The overlay always '
-            'keeps the input order.', choices=('rgb', 'bgr')))
-        declare('publish_color_mask', True, _descriptor(
-            'Publish segmentation/color_mask (computed only when subscribed).'))
-        declare('publish_overlay', True, _descriptor(
-            'Publish segmentation/overlay (computed only when subscribed).'))
-        declare('latency_budget_ms', 100.0, _descriptor(
-            'Diagnostics turn WARN when the max receipt-to-publish latency in a window '
-            'exceeds this.', float_range=(1.0, 60000.0)))
-        declare('stale_timeout_s', 3.0, _descriptor(
-            'Diagnostics turn STALE when no frame arrived for this long.',
-            float_range=(0.1, 3600.0)))
-        declare('max_image_pixels', 3840 * 2160, _descriptor(
-            'Frames with more pixels are rejected (protects memory and latency).',
-            int_range=(1, 100_000_000)))
+        for param in PARAMETERS:
+            self.declare_parameter(param.name, param.default, param.descriptor())
         p = self.get_parameter
         cameras = tuple(p('cameras').value or [''])
         for name in ('device', 'precision', 'backend'):
@@ -252,10 +283,13 @@ class SegmentationNode(Node):
 
     def _declare_model_parameters(self) -> None:
         meta = self.segmenter.meta
-        self.declare_parameter('class_names', list(meta.class_names), _descriptor(
-            'Class names from the checkpoint; mask value i is class_names[i].', True))
-        self.declare_parameter('palette', [v for c in meta.palette for v in c], _descriptor(
-            'Class colours from the checkpoint, flattened r, g, b per class.', True))
+        self.declare_parameter('class_names', list(meta.class_names), Param(
+            'class_names', [], 'Class names from the checkpoint; mask value i is '
+            'class_names[i].', True).descriptor())
+        palette = [v for c in meta.palette for v in c]
+        self.declare_parameter('palette', palette, Param(
+            'palette', 0, 'Class colours from the checkpoint, flattened r, g, b per class.',
+            True).descriptor())
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for param in params:
@@ -463,6 +497,11 @@ def stop_on_signals() -> None:
 
 
 def main(args=None) -> int:
+    argv = sys.argv[1:] if args is None else list(args)
+    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    if '-h' in own or '--help' in own:
+        print(usage())
+        return 0
     stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
@@ -473,8 +512,12 @@ def main(args=None) -> int:
         rclpy.try_shutdown()
         return 1
     except (KeyboardInterrupt, ExternalShutdownException):
+        # stopped while loading or compiling: compile workers may still run in threads
+        # that interpreter exit would wait for, so leave at once
         rclpy.try_shutdown()
-        return 0
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

@@ -4,6 +4,8 @@
 #  - With ROS 2 sourced (ROS_DISTRO set), the venv sees the system's rclpy and messages
 #    (--system-site-packages) and no ROS wheels are installed.
 #  - With torch already importable (a Jetson's NVIDIA build), torch is not installed.
+#  - Else torch==2.13.0 comes from pip's index; where that index serves the multi-GB CUDA
+#    build, TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu picks the CPU wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -19,14 +21,19 @@ else
   "$PY" -m venv .venv
 fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+# pip's notes about this machine's index configuration are not the project's business
+quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 if [ -z "${ROS_DISTRO:-}" ]; then
-  "${pip[@]}" -r requirements/ros.txt
+  quiet "${pip[@]}" -r requirements/ros.txt
 fi
 if .venv/bin/python -c 'import torch' 2>/dev/null; then
   echo "setup: keeping the installed torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
 else
-  "${pip[@]}" -r requirements/torch.txt
+  quiet "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r requirements/torch.txt
 fi
-"${pip[@]}" -r requirements/base.txt
+quiet "${pip[@]}" -r requirements/base.txt
+# the package itself, editable: make_bag, evaluate_bag, replay_bag, demo and
+# segmentation_node land in .venv/bin, and `import enet_ros` works from any folder
+quiet "${pip[@]}" --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
 echo "setup: .venv ready"

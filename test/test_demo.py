@@ -24,8 +24,18 @@ def test_demo_on_embedded_frames(weights, tmp_path):
     overlays = sorted(out.glob('overlay_*.png'))
     assert overlays, res.stdout
     img = cv2.imread(str(overlays[0]))
-    assert img.shape == (360, 480, 3)
+    assert img.shape == (360, 480 + 170, 3)  # the frame and the legend beside it
+    masks = sorted(out.glob('color_mask_*.png'))
+    assert [p.name[-8:] for p in masks] == [p.name[-8:] for p in overlays]
+    legend = cv2.imread(str(out / 'legend.png'))
+    assert legend.shape[1] == 170
+    # the legend's swatches are the palette's colours (BGR), Sky's first
+    assert tuple(int(v) for v in legend[10, 12]) == (128, 128, 128)
+    assert tuple(int(v) for v in legend[10 + 28, 12]) == (0, 0, 128)  # Building
     summary = json.loads((out / 'summary.json').read_text())
+    assert summary['compile'] == 'compile: none (eager)'
+    text = (out / 'summary.txt').read_text()
+    assert 'cpu fp32 eager' in text and 'compile: none (eager)' in text
     assert summary['frames_sent'] == 6
     assert summary['masks_received'] + summary['frames_dropped_by_node'] == 6
     assert summary['end_to_end_latency']['median_ms'] > 0
@@ -42,10 +52,25 @@ def test_demo_on_a_video_file(weights, tmp_path):
     res = _run_demo(['--weights', str(weights), '--input', str(video), '--output', str(out)],
                     tmp_path)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert cv2.imread(str(next(out.glob('overlay_*.png')))).shape == (120, 160, 3)
+    assert cv2.imread(str(next(out.glob('overlay_*.png')))).shape == (120, 160 + 170, 3)
 
 
 def test_demo_bad_input_says_why(tmp_path):
     res = _run_demo(['--input', str(tmp_path / 'missing')], tmp_path)
     assert res.returncode != 0
     assert 'neither a folder of images nor a video file' in res.stderr
+
+
+def test_demo_bad_arguments_one_line_exit_2(tmp_path):
+    for args, message in ((['--precision', 'fp8'], "invalid choice: 'fp8'"),
+                          (['--weights', str(tmp_path / 'missing.pt')], 'does not exist')):
+        res = _run_demo(args, tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert message in res.stderr and 'Traceback' not in res.stderr
+
+
+def test_node_answers_help_with_its_topics_and_parameters():
+    res = subprocess.run([sys.executable, '-m', 'enet_ros.segmentation_node', '--help'],
+                         capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert res.returncode == 0, res.stderr
+    assert 'segmentation/mask' in res.stdout and 'max_image_pixels = 8294400' in res.stdout

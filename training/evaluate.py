@@ -19,10 +19,10 @@ import tempfile
 import numpy as np
 from tqdm import tqdm
 
-from enet_ros.checkpoint import DEFAULT_WEIGHTS
 from enet_ros.metrics import ConfusionMatrix, format_metrics
 from enet_ros.segmenter import Segmenter
 from training import datasets
+from enet_ros.tools.cli import add_model_args
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -32,10 +32,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--splits', nargs='+', default=['val'],
                    help='dataset splits to take frames from (e.g. train val, or test)')
     p.add_argument('--sequence', help='only the frames of this sequence (drive), e.g. 0006R0')
-    p.add_argument('--weights', default=str(DEFAULT_WEIGHTS))
-    p.add_argument('--device', default='auto')
-    p.add_argument('--precision', default='fp32')
-    p.add_argument('--backend', default='eager')
+    add_model_args(p, precision='fp32', backend='eager')  # the reference figures
     p.add_argument('--limit', type=int, help='first N images of each split only')
     p.add_argument('--json', help='write the metrics here')
     return p.parse_args(argv)

@@ -3,10 +3,12 @@
     python -m enet_ros.tools.demo [--input FOLDER_OR_VIDEO] [--output demo_output]
 
 With no ``--input`` it plays the CamVid frames embedded in the package. It writes
-``overlay_NNNN.png`` (the node's overlays), ``summary.json`` and ``summary.txt``
-(end-to-end latency publish -> mask receipt, frames sent/received/dropped, the node's
-own stage timings from /diagnostics) into the output folder, and exits 0 when every
-frame produced a mask or was counted as dropped by the node.
+``overlay_NNNN.png`` and ``color_mask_NNNN.png`` (the node's outputs, each with a legend of
+the classes and their colours from the weights' metadata), ``legend.png``,
+``summary.json`` and ``summary.txt`` (model, precision, backend and compile time;
+end-to-end latency publish -> mask receipt, frames sent/received/dropped, the node's own
+stage timings from /diagnostics) into the output folder, and exits 0 when every frame
+produced a mask or was counted as dropped by the node.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ import time
 import cv2
 import numpy as np
 
+from enet_ros.checkpoint import load_checkpoint
 from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.graph import apply_ros_env, NodeProcess, SegmentationClient
+from enet_ros.tools.cli import add_model_args
 
 DEMO_FRAMES = Path(__file__).resolve().parents[1] / 'demo_frames'
 
@@ -53,6 +57,35 @@ def load_frames(source: Path, limit: int | None) -> list[np.ndarray]:
     return frames
 
 
+def legend(names, palette, height: int) -> np.ndarray:
+    """A BGR panel ``height`` pixels high: one colour swatch and class name per row."""
+    row = max(12, min(28, height // max(len(names), 1)))
+    panel = np.full((max(height, row * len(names)), 170, 3), 255, np.uint8)
+    for k, (name, (r, g, b)) in enumerate(zip(names, palette)):
+        y = k * row
+        cv2.rectangle(panel, (6, y + 3), (6 + row - 6, y + row - 3), (b, g, r), -1)
+        cv2.putText(panel, name, (row + 8, y + row - 6), cv2.FONT_HERSHEY_SIMPLEX,
+                    row / 40, (0, 0, 0), 1, cv2.LINE_AA)
+    return panel[:height] if panel.shape[0] > height else panel
+
+
+def with_legend(image: np.ndarray, panel: np.ndarray) -> np.ndarray:
+    h = max(image.shape[0], panel.shape[0])
+    pad = [np.pad(a, ((0, h - a.shape[0]), (0, 0), (0, 0)), constant_values=255)
+           for a in (image, panel)]
+    return np.hstack(pad)
+
+
+def compile_line(log: str, backend: str) -> str:
+    """What the node's log says about compiling the network."""
+    for line in log.splitlines():
+        if 'compiled in' in line:
+            return 'compile: ' + line.split('compiled in', 1)[1].strip() + ' (first start)'
+    if 'compiling the network' in log:
+        return 'compile: did not finish'
+    return 'compile: loaded from the cache' if backend == 'compile' else 'compile: none (eager)'
+
+
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--input', type=Path, default=DEMO_FRAMES,
@@ -61,10 +94,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--rate', type=float, default=10.0, help='frames per second to publish')
     p.add_argument('--loops', type=int, default=3, help='passes over the frames')
     p.add_argument('--limit', type=int, help='use the first N frames only')
-    p.add_argument('--weights', default='', help='checkpoint (default: the shipped weights)')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--precision', default='auto')
-    p.add_argument('--backend', default='auto')
+    add_model_args(p)
     return p.parse_args(argv)
 
 
@@ -77,15 +107,16 @@ def main(argv=None) -> int:
     params = {'model_path': args.weights, 'device': args.device,
               'precision': args.precision, 'backend': args.backend,
               'input_reliability': 'reliable'}
-    print(f'demo: starting the node ({args.device}/{args.precision}/{args.backend}); '
-          'a first start with backend compile compiles for up to a minute', flush=True)
+    print(f'demo: starting the node ({args.device}/{args.precision}/{args.backend}); a first '
+          f'start with backend compile compiles the network once (the node logs how long)',
+          flush=True)
     t0 = time.monotonic()
     with NodeProcess(params, log_path=args.output / 'node.log') as node:
         node.wait_ready(timeout=600)
         startup = time.monotonic() - t0
         rclpy.init()
-        client = SegmentationClient(outputs=('mask', 'overlay'), reliable_input=True,
-                                    name='enet_demo')
+        client = SegmentationClient(outputs=('mask', 'overlay', 'color_mask'),
+                                    reliable_input=True, name='enet_demo')
         try:
             client.wait_for_node()
             sent = []
@@ -99,27 +130,33 @@ def main(argv=None) -> int:
                     time.sleep(max(0.0, next_t - time.monotonic()))
             client.wait('mask', len(sent), timeout=10)
             time.sleep(1.5)  # one more diagnostics period
-            result = _report(args, client, frames, sent, startup)
+            result = _report(args, client, frames, sent, startup, node.log())
         finally:
             client.close()
             rclpy.try_shutdown()
     return result
 
 
-def _report(args, client, frames, sent, startup) -> int:
-    overlays = {(m.header.stamp.sec, m.header.stamp.nanosec): m
-                for m in client.received['overlay'].messages}
-    latest = {}  # frame index -> its newest overlay (the node may drop some frames)
-    for _, i, stamp in sent:
-        if stamp in overlays:
-            latest[i] = overlays[stamp]
+def _report(args, client, frames, sent, startup, node_log) -> int:
+    _, meta = load_checkpoint(args.weights)
+    panel = None
     written = 0
-    for i, m in sorted(latest.items()):
-        img = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
-        if m.encoding == 'rgb8':
-            img = img[:, :, ::-1]
-        cv2.imwrite(str(args.output / f'overlay_{i:04d}.png'), img)
-        written += 1
+    for kind in ('overlay', 'color_mask'):
+        by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m
+                    for m in client.received[kind].messages}
+        latest = {}  # frame index -> its newest output (the node may drop some frames)
+        for _, i, stamp in sent:
+            if stamp in by_stamp:
+                latest[i] = by_stamp[stamp]
+        for i, m in sorted(latest.items()):
+            img = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
+            if m.encoding == 'rgb8':
+                img = img[:, :, ::-1]
+            if panel is None:
+                panel = legend(meta.class_names, meta.palette, m.height)
+                cv2.imwrite(str(args.output / 'legend.png'), panel)
+            cv2.imwrite(str(args.output / f'{kind}_{i:04d}.png'), with_legend(img, panel))
+            written += kind == 'overlay'
     windows = client.statuses('/enet_segmentation: image')
     diag = windows[-1] if windows else {}
     stage_ms = {}
@@ -136,7 +173,7 @@ def _report(args, client, frames, sent, startup) -> int:
         'input': str(args.input), 'frames': len(frames), 'rate_hz': args.rate,
         'frames_sent': len(sent), 'masks_received': received,
         'frames_dropped_by_node': dropped, 'overlays_written': written,
-        'node_startup_s': round(startup, 2),
+        'node_startup_s': round(startup, 2), 'compile': compile_line(node_log, args.backend),
         'end_to_end_latency': summarize_ms(client.latencies('mask')),
         'node_stage_ms_mean': stage_ms,
         'node_diagnostics': diag,
@@ -146,7 +183,8 @@ def _report(args, client, frames, sent, startup) -> int:
     lines = [f'enet_ros demo, {summary["date"]}',
              f'model: {diag.get("model", "?")} on {diag.get("device", "?")} '
              f'{diag.get("precision", "?")} {diag.get("backend", "?")}',
-             f'node start-up (load + warm-up): {startup:.1f} s',
+             f'node start-up (load + warm-up): {startup:.1f} s; '
+             f'{compile_line(node_log, diag.get("backend", args.backend))}',
              f'frames sent {len(sent)} at {args.rate:g} Hz, masks received {received}, '
              f'dropped by node {dropped}',
              'end-to-end latency (publish -> mask received): ' + (
@@ -155,7 +193,8 @@ def _report(args, client, frames, sent, startup) -> int:
                  'none'),
              'node stages (mean of per-second means): ' + ', '.join(
                  f'{k} {v:.1f} ms' for k, v in stage_ms.items()),
-             f'wrote {written} overlays and summary.json to {args.output}/']
+             f'wrote {written} overlays and colour masks (with a legend), legend.png and '
+             f'summary.json to {args.output}/']
     (args.output / 'summary.txt').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
     if received == 0 or received + dropped < len(sent):

@@ -27,10 +27,11 @@ import numpy as np
 from tqdm import tqdm
 
 from enet_ros.bag_io import BagError, BagReader, BagWriter
-from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
+from enet_ros.checkpoint import CheckpointError
 from enet_ros.image_codec import compressed_to_array, image_to_array, ImageError
 from enet_ros.metrics import ConfusionMatrix, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros.tools.cli import add_model_args
 
 IGNORE = 255
 STAGES = ('preprocess', 'inference', 'postprocess', 'total')
@@ -44,11 +45,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('bag', type=Path, help='rosbag2 directory (or a file inside it)')
     p.add_argument('--topic', help='image topic (default: the only image topic)')
-    p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
-    p.add_argument('--device', default='auto')
-    p.add_argument('--precision', default='auto')
-    p.add_argument('--backend', default='eager',
-                   help='eager (default: no compile wait for a one-off run) or compile')
+    add_model_args(p, backend='eager')  # no compile wait for a one-off run
     gt = p.add_mutually_exclusive_group()
     gt.add_argument('--label-topic', help='mono8 class-id images, matched by header stamp')
     gt.add_argument('--labels', type=Path, help='folder of label PNGs (by <stamp_ns>.png or '

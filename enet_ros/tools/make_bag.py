@@ -1,6 +1,6 @@
 """Write a rosbag2 recording from a folder of images, optionally with a label folder.
 
-    make_bag IMAGES OUTPUT_BAG [--labels DIR] [--rate 10] [--storage sqlite3|mcap]
+    make_bag IMAGES OUTPUT_BAG [--labels DIR] [--rate 10] [--storage mcap|sqlite3]
              [--topic /camera/image] [--label-topic /camera/labels] [--frame-id camera]
              [--encoding rgb8|bgr8|mono8]
 
@@ -29,7 +29,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('output', type=Path, help='bag folder to create')
     p.add_argument('--labels', type=Path, help='folder of label PNGs with the same names')
     p.add_argument('--rate', type=float, default=10.0, help='frames per second')
-    p.add_argument('--storage', choices=['sqlite3', 'mcap'], default='sqlite3')
+    p.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap',
+                   help="mcap (ROS 2 Jazzy's default) or sqlite3")
     p.add_argument('--topic', default='/camera/image')
     p.add_argument('--label-topic', default='/camera/labels')
     p.add_argument('--frame-id', default='camera')

@@ -24,6 +24,7 @@ import time
 
 from enet_ros.bag_io import BagError, BagReader
 from enet_ros.metrics import summarize_ms
+from enet_ros.tools.cli import add_model_args
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -36,10 +37,7 @@ def get_args(argv=None) -> argparse.Namespace:
                       help='send the next frame when the mask of the last one arrived')
     p.add_argument('--namespace', default='', help="the node's namespace")
     p.add_argument('--start-node', action='store_true', help='run the node as a child process')
-    p.add_argument('--weights', default='')
-    p.add_argument('--device', default='auto')
-    p.add_argument('--precision', default='auto')
-    p.add_argument('--backend', default='auto')
+    add_model_args(p)
     p.add_argument('--limit', type=int)
     p.add_argument('--timeout', type=float, default=5.0, help='seconds to wait for last masks')
     p.add_argument('--json', type=Path)

@@ -1,0 +1,62 @@
+"""Every shell block of the README runs as written, or says why it cannot run here.
+
+Each ```bash block must follow a marker line: ``<!-- README test: run -->`` (run here,
+in a temporary folder that sees the repository and ../shared like a checkout does, with
+small inputs the test makes) or ``<!-- README test: not run (reason) -->``. A block that
+fails, or one without a marker, fails the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import CAMVID, REPO
+
+BLOCK = re.compile(r'(<!-- README test: (run|not run \(.+?\)) -->\n)?```bash\n(.*?)```',
+                   re.S)
+
+
+def blocks() -> list[tuple[str | None, str]]:
+    return [(m.group(2), m.group(3)) for m in BLOCK.finditer((REPO / 'README.md').read_text())]
+
+
+def test_every_bash_block_is_marked():
+    unmarked = [body.splitlines()[0] for marker, body in blocks() if marker is None]
+    assert not unmarked, f'README bash blocks without a README test marker: {unmarked}'
+    not_run = [m for m, _ in blocks() if m and m.startswith('not run')]
+    print('README blocks not run here:', *not_run, sep='\n  ')
+
+
+@pytest.fixture(scope='module')
+def checkout(tmp_path_factory, camvid_root):
+    """A folder laid out like a checkout (links to the repository's parts) beside a
+    ``shared`` link, with IMAGES/ and LABELS/ of three CamVid val frames."""
+    root = tmp_path_factory.mktemp('readme')
+    work = root / 'enet_ros'
+    work.mkdir()
+    for part in ('.venv', 'scripts', 'enet_ros', 'training', 'benchmarks', 'config', 'launch',
+                 'requirements', 'runs', 'docs', 'setup.py', 'package.xml', 'README.md'):
+        (work / part).symlink_to(REPO / part)
+    (root / 'shared').mkdir()
+    (root / 'shared' / 'data').symlink_to(CAMVID.parent)
+    names = sorted(p.name for p in (camvid_root / 'val').glob('*.png'))[:3]
+    for sub, src in (('IMAGES', 'val'), ('LABELS', 'valannot')):
+        (work / sub).mkdir()
+        for n in names:
+            shutil.copy(camvid_root / src / n, work / sub / n)
+    return work
+
+
+@pytest.mark.parametrize('index', [i for i, (m, _) in enumerate(blocks()) if m == 'run'])
+def test_runnable_block(index, checkout):
+    _, body = blocks()[index]
+    env = {**os.environ, 'ENET_ROS_CACHE': str(REPO / 'build' / 'test-cache')}
+    res = subprocess.run(['bash', '-euo', 'pipefail', '-c', body], cwd=checkout, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, f'{body}\n--- exit {res.returncode}\n{res.stdout[-3000:]}' \
+                                f'\n{res.stderr[-3000:]}'
