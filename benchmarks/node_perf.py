@@ -4,6 +4,7 @@
     python benchmarks/node_perf.py transport [--readme]  # FastDDS defaults vs config/fastdds.xml
     python benchmarks/node_perf.py soak      [--readme]  # 30 Hz 720p for --seconds (120)
     python benchmarks/node_perf.py cameras   [--readme]  # throughput with 1, 2, 4 cameras
+    python benchmarks/node_perf.py shared    [--readme]  # idle vs a busy neighbour
 
 Every run starts the node as its own process with the shipped weights and its default
 device, precision and backend, as ``ros2 run`` would (``--backend`` etc. override).
@@ -256,9 +257,66 @@ def cameras(args) -> str:
     return md
 
 
+def shared(args) -> str:
+    """Lockstep latency at 640x360 with the CPU idle, beside one busy process, and beside
+    one at nice 19; the node's automatic thread count against a fixed team of all CPUs."""
+    import rclpy
+    from enet_ros.threads import usable_cpus
+    h, w = SIZES['640x360']
+    img = frame(h, w)
+    rows, idle = [], {}
+    for threads in (0, usable_cpus()):
+        label = 'auto (default)' if threads == 0 else f'fixed {threads}'
+        for neighbour in ('none', 'busy', 'busy, nice 19'):
+            busy = None
+            if neighbour != 'none':
+                cmd = [sys.executable, '-c', 'while True: pass']
+                if 'nice' in neighbour:
+                    cmd = ['nice', '-n', '19', *cmd]
+                busy = subprocess.Popen(cmd)
+            try:
+                with start(args, {'num_threads': threads}, ns='/shared'):
+                    rclpy.init()
+                    c = SegmentationClient(namespace='/shared', reliable_input=True,
+                                           keep=False, name='bench_shared')
+                    try:
+                        c.wait_for_node()
+                        t0, sent, measured_from = time.monotonic(), 0, 0
+                        while time.monotonic() - t0 < args.seconds:
+                            if not measured_from and time.monotonic() - t0 > args.seconds / 2:
+                                measured_from = sent  # the first half lets the node settle
+                            c.publish(img)
+                            sent += 1
+                            c.wait('mask', sent, 30)
+                        time.sleep(1.2)
+                        lat = np.asarray(c.latencies()[measured_from:]) * 1000
+                        got = c.received['mask'].count
+                        d = c.last_status('/shared/enet_segmentation: image')
+                    finally:
+                        c.close()
+                        rclpy.try_shutdown()
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+            med = float(np.median(lat))
+            idle.setdefault(label, med)
+            rows.append([label, neighbour, f'{got} / {sent}', f'{med:.1f}',
+                         f'{np.percentile(lat, 95):.1f}', f'{med / idle[label]:.2f}x',
+                         d.get('threads', '?')])
+    md = header('Sharing the CPU: 640x360 lockstep, idle and beside a busy process')
+    md += ('\nFrames published by another process, each after the previous mask arrived, '
+           f'for {args.seconds:g} s; the medians cover the second half (the first lets the '
+           'thread choice settle). The neighbour is a Python busy loop. "vs idle" compares '
+           "with the same setting's idle row of this run.\n\n")
+    md += table(['num_threads', 'neighbour', 'masks / frames', 'e2e median ms',
+                 'e2e p95 ms', 'vs idle', 'threads at the end (why)'], rows)
+    return md
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('what', choices=['latency', 'transport', 'soak', 'cameras'])
+    p.add_argument('what', choices=['latency', 'transport', 'soak', 'cameras', 'shared'])
     p.add_argument('--frames', type=int, default=100)
     p.add_argument('--seconds', type=float, default=None)
     add_model_args(p, weights=False)
@@ -269,7 +327,8 @@ def main() -> None:
     os.environ.update(ros_env())
     os.environ.setdefault('ROS_DOMAIN_ID', '77')
     os.environ['PYTHONPATH'] = str(REPO)
-    md = {'latency': latency, 'transport': transport, 'soak': soak, 'cameras': cameras}[
+    md = {'latency': latency, 'transport': transport, 'soak': soak, 'cameras': cameras,
+          'shared': shared}[
         args.what](args)
     publish(f'node_{args.what}', md, args.readme)
 

@@ -36,6 +36,7 @@ import torch
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
 from enet_ros.segmenter import BACKENDS, DEVICES, PRECISIONS, Segmenter, SegmenterError
+from enet_ros.threads import ThreadChooser, usable_cpus
 
 NODE_NAME = 'enet_segmentation'
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
@@ -61,6 +62,7 @@ class StartupConfig:
     output_reliability: str
     output_depth: int
     cameras: tuple[str, ...]
+    num_threads: int
 
 
 
@@ -114,6 +116,10 @@ PARAMETERS = (
     Param('cameras', [''], 'Camera namespaces served by this node with one shared model; '
           'each gets <ns>/image in and <ns>/segmentation/* out. [""] = one camera, no '
           'namespace.', True),
+    Param('num_threads', 0, 'Threads for the network; 0 = auto: the CPUs this process may '
+          'use (affinity, cgroup quota), and 1 whenever measurement shows a busy neighbour '
+          'makes that faster. Pin cores and set this on a vehicle.', True,
+          int_range=(0, 256)),
     Param('overlay_alpha', 0.5, 'Weight of the colour mask in the overlay.',
           float_range=(0.0, 1.0)),
     Param('color_order', 'rgb', 'Channel order of segmentation/color_mask (rgb8 or bgr8). '
@@ -232,7 +238,7 @@ class SegmentationNode(Node):
         # Build and warm up with one intra-op thread here, and let the inference thread use
         # them all: once this (executor) thread has run torch with a thread team, the network
         # ran 2-2.7x slower on the inference thread (16 ms against 33 ms at 480x360 here).
-        self._threads = torch.get_num_threads()
+        self.chooser = ThreadChooser(usable_cpus(), self.config.num_threads)
         torch.set_num_threads(1)
         self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
                                    self.config.backend, size, info=log.info, warn=log.warning)
@@ -279,7 +285,8 @@ class SegmentationNode(Node):
             input_compressed=p('input_compressed').value,
             input_reliability=p('input_reliability').value,
             output_reliability=p('output_reliability').value,
-            output_depth=p('output_depth').value, cameras=cameras)
+            output_depth=p('output_depth').value, cameras=cameras,
+            num_threads=p('num_threads').value)
 
     def _declare_model_parameters(self) -> None:
         meta = self.segmenter.meta
@@ -330,7 +337,7 @@ class SegmentationNode(Node):
         return None
 
     def _work(self) -> None:
-        torch.set_num_threads(self._threads)  # per thread: this one runs the network
+        torch.set_num_threads(self.chooser.threads)  # per thread: this one runs the network
         while True:
             item = self._take()
             if item is None:
@@ -363,6 +370,9 @@ class SegmentationNode(Node):
             image, order = image_to_array(msg, max_pixels)
         convert = time.perf_counter() - t0
         labels, timings = self.segmenter.segment(image, order)
+        threads = self.chooser.record(timings.inference)
+        if threads != torch.get_num_threads():
+            torch.set_num_threads(threads)
         t1 = time.perf_counter()
         cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
         want_color = (self.get_parameter('publish_color_mask').value
@@ -437,6 +447,7 @@ class SegmentationNode(Node):
                   ('device', s.device.type), ('precision', s.precision),
                   ('backend', s.backend),
                   ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
+                  ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
                   ('input_topic', cam.sub.topic_name),
                   ('input_fps', f'{received:.1f}'), ('output_fps', f'{processed:.1f}')]
         for key in STAGES + ('processing', 'end_to_end'):

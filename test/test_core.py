@@ -1,5 +1,6 @@
 """The ROS-free core: checkpoint errors, segmenter, image codec, metrics."""
 
+import os
 import resource
 import subprocess
 import sys
@@ -344,3 +345,32 @@ def test_codec_matches_cv_bridge_where_installed():
         msg = bridge.cv2_to_imgmsg(arr, encoding=encoding)
         ours, _ = image_to_array(msg)
         np.testing.assert_array_equal(ours, bridge.imgmsg_to_cv2(msg)[:, :, :3])
+
+
+# -- threads --------------------------------------------------------------------------
+
+def test_thread_chooser_leaves_a_contended_team_and_returns_when_it_pays():
+    from enet_ros.threads import ThreadChooser, usable_cpus
+    assert 1 <= usable_cpus() <= os.cpu_count()
+    now = [0.0]
+    frame_ms = {2: 20.0, 1: 36.0}  # idle: two threads win
+
+    def run(frames):
+        seen = []
+        for _ in range(frames):
+            seen.append(chooser.threads)
+            ms = frame_ms[chooser.threads]
+            now[0] += ms / 1e3
+            chooser.record(ms / 1e3)
+        return seen
+
+    chooser = ThreadChooser(2, window=4, probe_s=1.0, clock=lambda: now[0])
+    seen = run(200)
+    assert seen[-1] == 2 and 1 in seen  # it tried one thread and came back
+    frame_ms[2] = 900.0  # a busy neighbour: the two-thread team waits on a preempted thread
+    seen = run(600)  # about 20 s
+    assert chooser.threads == 1 and 'measured' in chooser.reason
+    # a window and then one frame per retrial, retrials backing off: 1, 2, 4, 8 s apart
+    assert seen.count(2) <= 4 + 5, seen.count(2)
+    pinned = ThreadChooser(2, fixed=2, window=4, probe_s=0.0)
+    assert all(pinned.record(0.9) == 2 for _ in range(20))
