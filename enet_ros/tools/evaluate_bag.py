@@ -123,7 +123,8 @@ class LabelSource:
         return check_label(arr, self.num_classes, self.ignore, where)
 
 
-def plot_report(out: Path, timings: dict, metrics: dict | None, samples: list) -> list[str]:
+def plot_report(out: Path, timings: dict, metrics: dict | None, samples: list,
+                meta) -> list[str]:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -154,15 +155,27 @@ def plot_report(out: Path, timings: dict, metrics: dict | None, samples: list) -
         fig.savefig(out / 'per_class_iou.png', dpi=100)
         plt.close(fig)
         files.append('per_class_iou.png')
+    from matplotlib.patches import Patch
+    key = [Patch(color=np.asarray(c) / 255, label=n) for n, c in zip(meta.class_names,
+                                                                       meta.palette)]
     for k, (image, pred_color, gt_color) in enumerate(samples):
-        panels = [image, pred_color] + ([gt_color] if gt_color is not None else [])
-        cv2.imwrite(str(out / f'frame_{k}.png'), cv2.cvtColor(np.hstack(panels),
-                                                               cv2.COLOR_RGB2BGR))
+        panels = [('input', image), ('prediction', pred_color)]
+        if gt_color is not None:
+            panels.append(('ground truth', gt_color))
+        fig, ax = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + 2, 3.6))
+        for a, (title, img) in zip(np.atleast_1d(ax), panels):
+            a.imshow(img)
+            a.set_title(title)
+            a.axis('off')
+        fig.legend(handles=key, loc='center right', fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1 - 1.9 / fig.get_figwidth(), 1))
+        fig.savefig(out / f'frame_{k}.png', dpi=100)
+        plt.close(fig)
         files.append(f'frame_{k}.png')
     return files
 
 
-def write_report(args, result: dict, timings: dict, metrics, samples) -> None:
+def write_report(args, result: dict, timings: dict, metrics, samples, meta) -> None:
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2))
@@ -170,7 +183,8 @@ def write_report(args, result: dict, timings: dict, metrics, samples) -> None:
         return
     args.report.mkdir(parents=True, exist_ok=True)
     (args.report / 'report.json').write_text(json.dumps(result, indent=2))
-    plots = plot_report(args.report, timings, metrics, samples) if timings['total'] else []
+    plots = plot_report(args.report, timings, metrics, samples, meta) if timings['total'] \
+        else []
     t = result['timing']
     lines = [f'# Segmentation of {result["bag"]} ({result["topic"]})', '',
              f'- model: {result["model"]}',
@@ -255,7 +269,7 @@ def evaluate_bag(args) -> int:
     if metrics:
         result.update(metrics)
         result['confusion_matrix'] = cm.mat.tolist()
-    write_report(args, result, timings, metrics, samples)
+    write_report(args, result, timings, metrics, samples, seg.meta)
     _print(result, metrics, skipped)
     return 0 if stopped is None else 3
 
