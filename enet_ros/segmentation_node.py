@@ -14,7 +14,9 @@ in its mailbox before inference is counted as dropped.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
+import json
 import os
 import signal
 import sys
@@ -24,18 +26,19 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType, SetParametersResult)
+from rcl_interfaces.msg import (SetParametersResult)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import String
 import torch
 
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
-from enet_ros.segmenter import BACKENDS, DEVICES, PRECISIONS, Segmenter, SegmenterError
+from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
 
 NODE_NAME = 'enet_segmentation'
@@ -45,6 +48,9 @@ ERROR_THROTTLE_S = 5.0
 # Per-frame stages timed in diagnostics: message to array; the core's resize and normalise,
 # network, argmax and resize back; colour mask, overlay, serialisation and publishing.
 STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'publish')
+# Also per window: receipt to publish on the steady clock (the node's own latency), and the
+# message age at publish on the node's ROS clock (only where meaningful: _message_age).
+WINDOWS = ('processing', 'message_age')
 
 
 @dataclass(frozen=True)
@@ -66,83 +72,17 @@ class StartupConfig:
 
 
 
-@dataclass(frozen=True)
-class Param:
-    """One node parameter: the node declares it, ``--help`` and the README list it."""
-
-    name: str
-    default: object
-    description: str
-    read_only: bool = False
-    choices: tuple[str, ...] = ()
-    float_range: tuple[float, float] | None = None
-    int_range: tuple[int, int] | None = None
-
-    def descriptor(self) -> ParameterDescriptor:
-        description = self.description
-        if self.choices:
-            description += f' One of: {", ".join(self.choices)}.'
-        d = ParameterDescriptor(description=description, read_only=self.read_only)
-        if isinstance(self.default, list):
-            d.type = ParameterType.PARAMETER_STRING_ARRAY
-        if self.float_range:
-            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
-                                                         to_value=float(self.float_range[1]))]
-        if self.int_range:
-            d.integer_range = [IntegerRange(from_value=int(self.int_range[0]),
-                                            to_value=int(self.int_range[1]), step=1)]
-        return d
-
-
-PARAMETERS = (
-    Param('model_path', '', 'ENet checkpoint (from python -m training.export); empty = the '
-          'CamVid weights shipped in the package.', read_only=True),
-    Param('device', 'auto', 'Inference device.', True, DEVICES),
-    Param('precision', 'auto', 'Inference precision; auto = fp16 on CUDA, on CPU bf16 where '
-          'it agrees with fp32 on >= 99% of pixels, else fp32.', True, PRECISIONS),
-    Param('backend', 'auto', 'auto = compile on CPU (AOTInductor package, built once and '
-          'cached on disk), eager on CUDA.', True, BACKENDS),
-    Param('input_width', 0, 'Network input width (multiple of 8); 0 = the checkpoint '
-          'training size.', True, int_range=(0, 8192)),
-    Param('input_height', 0, 'Network input height (multiple of 8); 0 = the checkpoint '
-          'training size.', True, int_range=(0, 8192)),
-    Param('input_compressed', False, 'Subscribe image/compressed (jpeg, png) instead of '
-          'image.', True),
-    Param('input_reliability', 'best_effort', 'Input QoS reliability; best_effort also '
-          'receives reliable publishers.', True, tuple(RELIABILITY)),
-    Param('output_reliability', 'reliable', 'Output QoS reliability.', True,
-          tuple(RELIABILITY)),
-    Param('output_depth', 2, 'Output QoS history depth.', True, int_range=(1, 100)),
-    Param('cameras', [''], 'Camera namespaces served by this node with one shared model; '
-          'each gets <ns>/image in and <ns>/segmentation/* out. [""] = one camera, no '
-          'namespace.', True),
-    Param('num_threads', 0, 'Threads for the network; 0 = auto: the CPUs this process may '
-          'use (affinity, cgroup quota), and 1 whenever measurement shows a busy neighbour '
-          'makes that faster. Pin cores and set this on a vehicle.', True,
-          int_range=(0, 256)),
-    Param('overlay_alpha', 0.5, 'Weight of the colour mask in the overlay.',
-          float_range=(0.0, 1.0)),
-    Param('color_order', 'rgb', 'Channel order of segmentation/color_mask (rgb8 or bgr8). '
-          'The overlay always keeps the input order.', choices=('rgb', 'bgr')),
-    Param('publish_color_mask', True, 'Publish segmentation/color_mask (computed only when '
-          'subscribed).'),
-    Param('publish_overlay', True, 'Publish segmentation/overlay (computed only when '
-          'subscribed).'),
-    Param('latency_budget_ms', 100.0, 'Diagnostics turn WARN when the max receipt-to-publish '
-          'latency in a window exceeds this.', float_range=(1.0, 60000.0)),
-    Param('stale_timeout_s', 3.0, 'Diagnostics turn STALE when no frame arrived for this '
-          'long, and ERROR when frames arrive but no mask left for this long.',
-          float_range=(0.1, 3600.0)),
-    Param('max_image_pixels', 3840 * 2160, 'Frames with more pixels are rejected (protects '
-          'memory and latency).', int_range=(1, 100_000_000)),
-)
-
 TOPICS = (
     ('image', 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
     ('image/compressed', 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
     ('segmentation/mask', 'sensor_msgs/Image mono8 out: class ids, 255 = no class'),
     ('segmentation/color_mask', 'sensor_msgs/Image out: palette colours (while subscribed)'),
     ('segmentation/overlay', 'sensor_msgs/Image out: input blended with colours'),
+    ('segmentation/confidence', 'sensor_msgs/Image mono8 out: 255 x softmax maximum '
+     '(while subscribed)'),
+    ('camera_info', 'sensor_msgs/CameraInfo in, beside image'),
+    ('segmentation/camera_info', "sensor_msgs/CameraInfo out with each mask's header"),
+    ('segmentation/class_info', 'std_msgs/String out, JSON class map (transient local)'),
     ('/diagnostics', 'diagnostic_msgs/DiagnosticArray out, once a second per camera'),
 )
 
@@ -177,6 +117,18 @@ class CameraStream:
         self.pub_mask = node.create_publisher(Image, f'{prefix}segmentation/mask', out_qos)
         self.pub_color = node.create_publisher(Image, f'{prefix}segmentation/color_mask', out_qos)
         self.pub_overlay = node.create_publisher(Image, f'{prefix}segmentation/overlay', out_qos)
+        self.pub_confidence = node.create_publisher(Image, f'{prefix}segmentation/confidence',
+                                                    out_qos)
+        self.pub_camera_info = node.create_publisher(
+            CameraInfo, f'{prefix}segmentation/camera_info', out_qos)
+        latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                             reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.pub_class_info = node.create_publisher(String, f'{prefix}segmentation/class_info',
+                                                    latched)
+        self.camera_info = None  # the newest CameraInfo beside the image
+        self.sub_camera_info = node.create_subscription(
+            CameraInfo, f'{prefix}camera_info', self.on_camera_info, in_qos)
         if cfg.input_compressed:
             self.sub = node.create_subscription(CompressedImage, f'{prefix}image/compressed',
                                                 self.on_frame, in_qos)
@@ -185,7 +137,7 @@ class CameraStream:
         self.node = node
         self.pending = None  # (msg, receipt time)
         self.received = self.processed = self.dropped = self.rejected = self.failed = 0
-        self.window = {k: [] for k in STAGES + ('processing', 'end_to_end')}
+        self.window = {k: [] for k in STAGES + WINDOWS}
         self.window_received = self.window_processed = 0
         self.window_rejected = self.window_failed = 0
         self.last_frame = None  # monotonic time of the last receipt
@@ -193,6 +145,9 @@ class CameraStream:
         self.last_seq = None  # publication sequence number of the last frame
         self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
+
+    def on_camera_info(self, msg) -> None:
+        self.camera_info = msg
 
     def on_frame(self, msg, info) -> None:
         # (msg, info) with no default: rclpy passes the message info (publication sequence
@@ -252,6 +207,7 @@ class SegmentationNode(Node):
         self._log_times: dict[str, float] = {}
         self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.publish_class_info()
         self.warm_up()
         self.worker = threading.Thread(target=self._work, name='enet_inference', daemon=True)
         self.worker.start()
@@ -266,16 +222,11 @@ class SegmentationNode(Node):
             self.declare_parameter(param.name, param.default, param.descriptor())
         p = self.get_parameter
         cameras = tuple(p('cameras').value or [''])
-        for name in ('device', 'precision', 'backend'):
-            value = p(name).value
-            allowed = {'device': DEVICES, 'precision': PRECISIONS, 'backend': BACKENDS}[name]
-            if value not in allowed:
-                raise SegmenterError(f'parameter {name}={value!r} is not one of '
-                                     f'{", ".join(allowed)}')
-        for name in ('input_reliability', 'output_reliability'):
-            if p(name).value not in RELIABILITY:
-                raise SegmenterError(f'parameter {name}={p(name).value!r} is not one of '
-                                     f'{", ".join(RELIABILITY)}')
+        for param in PARAMETERS:
+            value = p(param.name).value
+            if param.choices and value not in param.choices:
+                raise SegmenterError(f'parameter {param.name}={value!r} is not one of '
+                                     f'{", ".join(param.choices)}')
         if len(set(cameras)) != len(cameras):
             raise SegmenterError(f'parameter cameras lists a namespace twice: {list(cameras)}')
         return StartupConfig(
@@ -369,12 +320,20 @@ class SegmentationNode(Node):
         else:
             image, order = image_to_array(msg, max_pixels)
         convert = time.perf_counter() - t0
-        labels, timings = self.segmenter.segment(image, order)
+        want_confidence = cam.pub_confidence.get_subscription_count() > 0
+        labels, confidence, timings = self.segmenter.segment_with_confidence(
+            image, order, want_confidence)
         threads = self.chooser.record(timings.inference)
         if threads != torch.get_num_threads():
             torch.set_num_threads(threads)
         t1 = time.perf_counter()
         cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
+        if confidence is not None:
+            cam.pub_confidence.publish(self._image(msg.header, confidence, 'mono8'))
+        if cam.camera_info is not None:  # the mask is at the input's resolution: same K
+            info = copy.copy(cam.camera_info)
+            info.header = msg.header
+            cam.pub_camera_info.publish(info)
         want_color = (self.get_parameter('publish_color_mask').value
                       and cam.pub_color.get_subscription_count() > 0)
         want_overlay = (self.get_parameter('publish_overlay').value
@@ -390,8 +349,7 @@ class SegmentationNode(Node):
             # the overlay keeps the input's colour order (mono8 input becomes rgb8)
             cam.pub_overlay.publish(self._image(msg.header, blended, f'{order}8'))
         publish = time.perf_counter() - t1
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        end_to_end = time.time() - stamp if stamp > 0 else float('nan')
+        age = self._message_age(msg.header.stamp)
         with self.lock:
             cam.processed += 1
             cam.window_processed += 1
@@ -403,7 +361,29 @@ class SegmentationNode(Node):
             w['postprocess'].append(timings.postprocess)
             w['publish'].append(publish)
             w['processing'].append(time.monotonic() - received)
-            w['end_to_end'].append(end_to_end)
+            w['message_age'].append(age)
+
+    def _message_age(self, stamp) -> float:
+        """Seconds from the header stamp to now on the node's ROS clock (simulated time
+        under use_sim_time), NaN where that means nothing: no clock yet, a stamp from
+        the future, or one more than an hour old (a bag replaying its recorded stamps)."""
+        now = self.get_clock().now().nanoseconds
+        age = (now - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e9
+        return age if now > 0 and 0 <= age <= 3600 else float('nan')
+
+    def publish_class_info(self) -> None:
+        meta = self.segmenter.meta
+        card = meta.metrics.get('model_card', {})
+        info = json.dumps({
+            'classes': [{'id': i, 'name': n, 'color': list(c)}
+                        for i, (n, c) in enumerate(zip(meta.class_names, meta.palette))],
+            'ignore_id': 255,
+            'model': {'weights': self.segmenter.model_path.name, 'dataset': meta.dataset,
+                      'input_size': list(meta.input_size),
+                      'heldout_class_iou': {seq: round(m['mean_iou'], 1) for seq, m in
+                                            card.get('heldout', {}).items()}}})
+        for cam in self.cameras:
+            cam.pub_class_info.publish(String(data=info))
 
     def _image(self, header, array: np.ndarray, encoding: str) -> Image:
         out = Image(header=header)
@@ -450,7 +430,7 @@ class SegmentationNode(Node):
                   ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
                   ('input_topic', cam.sub.topic_name),
                   ('input_fps', f'{received:.1f}'), ('output_fps', f'{processed:.1f}')]
-        for key in STAGES + ('processing', 'end_to_end'):
+        for key in STAGES + WINDOWS:
             v = np.asarray(window[key], dtype=np.float64) * 1000
             v = v[np.isfinite(v)]
             mean = f'{v.mean():.1f}' if v.size else 'nan'

@@ -38,10 +38,8 @@ from enet_ros.aoti_cache import compile_ahead
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
 from enet_ros.model import check_input_size, fuse_for_inference
+from enet_ros.parameters import BACKENDS, DEVICES, PRECISIONS
 
-DEVICES = ('auto', 'cpu', 'cuda')
-PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
-BACKENDS = ('auto', 'eager', 'compile')
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MIN_AGREEMENT = 99.0  # percent of pixels whose class id matches fp32
 
@@ -210,9 +208,16 @@ class Segmenter:
                     if isinstance(image, np.ndarray) else type(image).__name__)
             raise ValueError(f'expected an (H, W, 3) uint8 image, got {desc}')
 
-    @torch.inference_mode()
     def segment(self, image: np.ndarray, order: str = 'rgb') -> tuple[np.ndarray, Timings]:
         """(H, W, 3) uint8 in ``order`` ('rgb' or 'bgr') -> (H, W) uint8 class ids, Timings."""
+        labels, _, timings = self.segment_with_confidence(image, order, False)
+        return labels, timings
+
+    @torch.inference_mode()
+    def segment_with_confidence(self, image: np.ndarray, order: str = 'rgb',
+                                confidence: bool = True):
+        """Class ids, and with ``confidence`` the (H, W) uint8 confidence (255 = softmax
+        probability 1 of the chosen class; else None), and Timings."""
         if order not in ('rgb', 'bgr'):
             raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
         self.check_image(image)
@@ -228,18 +233,25 @@ class Segmenter:
             events[1].record()
         t2 = time.perf_counter()
         ids = logits[0].max(0).indices.to(torch.uint8)
+        conf = None
+        if confidence:
+            conf = (logits[0].float().softmax(0).max(0).values * 255).round_().to(torch.uint8)
         if cuda:
             events[2].record()
         labels = ids.cpu().numpy()  # the one device->host copy (and sync) per frame
         h, w = image.shape[:2]
         if labels.shape != (h, w):
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
+        if conf is not None:
+            conf = conf.cpu().numpy()
+            if conf.shape != (h, w):
+                conf = cv2.resize(conf, (w, h), interpolation=cv2.INTER_LINEAR)
         t3 = time.perf_counter()
         if cuda:
             inference = events[0].elapsed_time(events[1]) / 1000
             post = (t3 - t1) - inference
-            return labels, Timings(t1 - t0, inference, post)
-        return labels, Timings(t1 - t0, t2 - t1, t3 - t2)
+            return labels, conf, Timings(t1 - t0, inference, post)
+        return labels, conf, Timings(t1 - t0, t2 - t1, t3 - t2)
 
     def colorize(self, labels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """(H, W) uint8 ids -> (H, W, 3) uint8 palette colours in ``order`` (255 -> black)."""

@@ -13,7 +13,7 @@ import pytest
 from enet_ros.segmenter import Segmenter
 from enet_ros.tools.graph import NodeProcess, SegmentationClient
 
-from conftest import CAMVID_PALETTE, decompression_bomb
+from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
 
 
 def diag_values(client, name):
@@ -112,8 +112,9 @@ def test_diagnostics_content(client):
     assert status.hardware_id == 'cpu'
     for key in ('model', 'device', 'precision', 'input_fps', 'output_fps',
                 'preprocess_ms_mean', 'preprocess_ms_max', 'inference_ms_mean',
-                'inference_ms_max', 'postprocess_ms_mean', 'end_to_end_ms_mean',
-                'frames_received', 'frames_processed', 'frames_dropped', 'frames_rejected'):
+                'inference_ms_max', 'postprocess_ms_mean', 'processing_ms_mean',
+                'message_age_ms_mean', 'threads', 'frames_received', 'frames_processed',
+                'frames_dropped', 'frames_rejected'):
         assert key in values, key
     assert values['precision'] == 'fp32' and values['device'] == 'cpu'
     assert 'camvid' in values['model']
@@ -453,3 +454,81 @@ def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
         finally:
             c.close()
     assert values['frames_dropped_before_node'] == '0', values
+
+
+def test_fusion_outputs_class_map_confidence_and_camera_info(weights, ros):
+    """What a fusion stack reads: the class map (latched, for late subscribers), a
+    confidence image and the camera info, both with the mask's stamp and frame."""
+    import json
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CameraInfo
+    from std_msgs.msg import String
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
+                     ros_args=['-r', '__ns:=/fusion']) as proc:
+        proc.wait_ready()
+        time.sleep(1.0)  # the class map went out before anyone listened
+        c = SegmentationClient(namespace='/fusion', name='fusion_client', reliable_input=True,
+                               outputs=('mask', 'confidence'))
+        got = {'class_info': [], 'camera_info': []}
+        c.node.create_subscription(String, 'segmentation/class_info',
+                                   lambda m: got['class_info'].append(m), QoSProfile(
+                                       depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                       durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        c.node.create_subscription(CameraInfo, 'segmentation/camera_info',
+                                   lambda m: got['camera_info'].append(m), 10)
+        info_pub = c.node.create_publisher(CameraInfo, 'camera_info', 10)
+        try:
+            c.wait_for_node()
+            deadline = time.monotonic() + 10
+            while not got['class_info'] and time.monotonic() < deadline:
+                time.sleep(0.05)
+            classes = json.loads(got['class_info'][0].data)
+            assert [k['name'] for k in classes['classes']] == list(CAMVID_NAMES)
+            assert classes['classes'][3]['color'] == list(CAMVID_PALETTE[3])
+            assert classes['ignore_id'] == 255
+            info_pub.publish(CameraInfo(width=96, height=64, k=[100.0, 0, 48, 0, 100, 32, 0,
+                                                                  0, 1]))
+            time.sleep(0.5)
+            img = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            sent = c.publish(img, frame_id='cam_fusion')
+            assert c.wait('confidence', 1, 10) and c.wait('mask', 1, 10)
+            deadline = time.monotonic() + 5
+            while not got['camera_info'] and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            c.close()
+    mask, conf = c.received['mask'].messages[-1], c.received['confidence'].messages[-1]
+    info = got['camera_info'][-1]
+    for m in (mask, conf, info):
+        assert (m.header.stamp, m.header.frame_id) == (sent.header.stamp, 'cam_fusion')
+    assert (conf.encoding, conf.width, conf.height) == ('mono8', 96, 64)
+    values = np.frombuffer(conf.data, np.uint8)
+    assert values.min() >= 255 // len(CAMVID_NAMES)  # a softmax maximum is at least 1/C
+    assert list(info.k) == [100.0, 0, 48, 0, 100, 32, 0, 0, 1]
+
+
+def test_message_age_follows_sim_time(weights, ros):
+    """Under use_sim_time the message age is measured on /clock, not the wall clock."""
+    from builtin_interfaces.msg import Time
+    from rosgraph_msgs.msg import Clock
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager', 'use_sim_time': True},
+                     ros_args=['-r', '__ns:=/sim']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/sim', name='sim_client', reliable_input=True)
+        clock = c.node.create_publisher(Clock, '/clock', 10)
+        try:
+            c.wait_for_node()
+            img = np.zeros((64, 96, 3), np.uint8)
+            sim = 1000.0  # seconds: nowhere near the wall clock
+            for _ in range(30):
+                sim += 0.1
+                clock.publish(Clock(clock=Time(sec=int(sim), nanosec=int(sim % 1 * 1e9))))
+                stamp = sim - 0.2  # frames 200 ms old in simulated time
+                c.publish(img, stamp=Time(sec=int(stamp), nanosec=int(stamp % 1 * 1e9)))
+                time.sleep(0.1)
+            status, values = wait_diag(c, lambda s, v: v.get('message_age_ms_mean') not in
+                                       (None, 'nan'), name='/sim/enet_segmentation: image')
+        finally:
+            c.close()
+    age = float(values['message_age_ms_mean'])
+    assert 150 <= age <= 400, age  # 200 ms plus at most one clock tick, not 1.8e12 ms

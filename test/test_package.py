@@ -84,23 +84,37 @@ def test_params_file_matches_node_parameters(weights):
 
 
 def test_launch_arguments_match_node_parameters(weights):
+    from enet_ros.launch_args import LAUNCH_PARAMETERS
     tree = ast.parse((REPO / 'launch' / 'segmentation.launch.py').read_text())
-    args = {}
+    args = set(LAUNCH_PARAMETERS)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
             kw = {k.arg: k.value for k in node.keywords}
             assert 'description' in kw, ast.unparse(node)
-            args[node.args[0].value] = kw
-    assert {'image', 'namespace', 'params_file', 'device', 'precision', 'input_compressed',
-            'log_level'} <= set(args)
+            if isinstance(node.args[0], ast.Constant):
+                args.add(node.args[0].value)
+    assert {'image', 'camera_info', 'namespace', 'params_file', 'use_sim_time', 'log_level',
+            'use_rviz'} <= args
     declared = _node_parameters(weights)
-    for name in ('device', 'precision', 'input_compressed'):
-        assert name in declared
-    # every LaunchConfiguration used names a declared argument
+    assert set(LAUNCH_PARAMETERS) <= set(declared)
+    # every LaunchConfiguration named by a string is a declared argument
     used = {n.args[0].value for n in ast.walk(tree) if isinstance(n, ast.Call)
-            and getattr(n.func, 'id', '') == 'LaunchConfiguration'}
-    assert used <= set(args)
+            and getattr(n.func, 'id', '') == 'LaunchConfiguration'
+            and isinstance(n.args[0], ast.Constant)}
+    assert used <= args
     assert "executable='segmentation_node'" in ast.unparse(tree)
+
+
+def test_launch_overrides_the_params_file_only_where_given():
+    from enet_ros.launch_args import overrides
+    given = {'device': '', 'precision': 'bf16', 'input_compressed': 'true', 'backend': '',
+             'cameras': 'front,rear', 'input_width': '640', 'model_path': ''}
+    assert overrides(given) == {'precision': 'bf16', 'input_compressed': True,
+                                'cameras': ['front', 'rear'], 'input_width': 640}
+    assert overrides({'device': ''}) == {}  # nothing given: the params file decides all
+    assert overrides({}, use_sim_time='true') == {'use_sim_time': True}
+    with pytest.raises(ValueError, match="input_width:='wide': expected an integer"):
+        overrides({'input_width': 'wide'})
 
 
 def test_rviz_config_shows_image_overlay_and_mask():

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from enet_ros.checkpoint import DEFAULT_WEIGHTS
-from enet_ros.segmenter import BACKENDS, DEVICES, PRECISIONS
+from enet_ros.parameters import BACKENDS, DEVICES, PRECISIONS
 
 
 def weights_file(value: str) -> str:

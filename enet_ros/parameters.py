@@ -1,0 +1,86 @@
+"""The node's parameters, declared once: the node, its ``--help`` and the launch file's
+arguments read this table. Imports neither torch nor ROS (``rcl_interfaces`` only when
+a descriptor is built), so a launch file can read it cheaply."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEVICES = ('auto', 'cpu', 'cuda')
+PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
+BACKENDS = ('auto', 'eager', 'compile')
+RELIABILITY = ('best_effort', 'reliable')
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: the node declares it, ``--help`` and the README list it."""
+
+    name: str
+    default: object
+    description: str
+    read_only: bool = False
+    choices: tuple[str, ...] = ()
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+
+    def descriptor(self):
+        from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                        ParameterType)
+        description = self.description
+        if self.choices:
+            description += f' One of: {", ".join(self.choices)}.'
+        d = ParameterDescriptor(description=description, read_only=self.read_only)
+        if isinstance(self.default, list):
+            d.type = ParameterType.PARAMETER_STRING_ARRAY
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(from_value=float(self.float_range[0]),
+                                                         to_value=float(self.float_range[1]))]
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=int(self.int_range[0]),
+                                            to_value=int(self.int_range[1]), step=1)]
+        return d
+
+
+PARAMETERS = (
+    Param('model_path', '', 'ENet checkpoint (from python -m training.export); empty = the '
+          'CamVid weights shipped in the package.', read_only=True),
+    Param('device', 'auto', 'Inference device.', True, DEVICES),
+    Param('precision', 'auto', 'Inference precision; auto = fp16 on CUDA, on CPU bf16 where '
+          'it agrees with fp32 on >= 99% of pixels, else fp32.', True, PRECISIONS),
+    Param('backend', 'auto', 'auto = compile on CPU (AOTInductor package, built once and '
+          'cached on disk), eager on CUDA.', True, BACKENDS),
+    Param('input_width', 0, 'Network input width (multiple of 8); 0 = the checkpoint '
+          'training size.', True, int_range=(0, 8192)),
+    Param('input_height', 0, 'Network input height (multiple of 8); 0 = the checkpoint '
+          'training size.', True, int_range=(0, 8192)),
+    Param('input_compressed', False, 'Subscribe image/compressed (jpeg, png) instead of '
+          'image.', True),
+    Param('input_reliability', 'best_effort', 'Input QoS reliability; best_effort also '
+          'receives reliable publishers.', True, RELIABILITY),
+    Param('output_reliability', 'reliable', 'Output QoS reliability.', True,
+          RELIABILITY),
+    Param('output_depth', 2, 'Output QoS history depth.', True, int_range=(1, 100)),
+    Param('cameras', [''], 'Camera namespaces served by this node with one shared model; '
+          'each gets <ns>/image in and <ns>/segmentation/* out. [""] = one camera, no '
+          'namespace.', True),
+    Param('num_threads', 0, 'Threads for the network; 0 = auto: the CPUs this process may '
+          'use (affinity, cgroup quota), and 1 whenever measurement shows a busy neighbour '
+          'makes that faster. Pin cores and set this on a vehicle.', True,
+          int_range=(0, 256)),
+    Param('overlay_alpha', 0.5, 'Weight of the colour mask in the overlay.',
+          float_range=(0.0, 1.0)),
+    Param('color_order', 'rgb', 'Channel order of segmentation/color_mask (rgb8 or bgr8). '
+          'The overlay always keeps the input order.', choices=('rgb', 'bgr')),
+    Param('publish_color_mask', True, 'Publish segmentation/color_mask (computed only when '
+          'subscribed).'),
+    Param('publish_overlay', True, 'Publish segmentation/overlay (computed only when '
+          'subscribed).'),
+    Param('latency_budget_ms', 100.0, 'Diagnostics turn WARN when the max receipt-to-publish '
+          'latency in a window exceeds this.', float_range=(1.0, 60000.0)),
+    Param('stale_timeout_s', 3.0, 'Diagnostics turn STALE when no frame arrived for this '
+          'long, and ERROR when frames arrive but no mask left for this long.',
+          float_range=(0.1, 3600.0)),
+    Param('max_image_pixels', 3840 * 2160, 'Frames with more pixels are rejected (protects '
+          'memory and latency).', int_range=(1, 100_000_000)),
+)
