@@ -147,9 +147,10 @@ PUBLISHER = textwrap.dedent("""
 
 def transport(args) -> str:
     rows = []
-    for profile in ('FastDDS defaults', 'config/fastdds.xml'):
+    for profile in ('FastDDS defaults', 'config/fastdds.xml', 'FASTDDS_BUILTIN_TRANSPORTS='
+                    'LARGE_DATA'):
         for label, (h, w) in SIZES.items():
-            received = transport_run(profile != 'FastDDS defaults', h, w, args.frames)
+            received = transport_run(profile, h, w, args.frames)
             rows.append([profile, label, f'{h * w * 3 / 1e6:.1f}', args.frames, received,
                          f'{100 * (args.frames - received) / args.frames:.1f}%'])
     md = header('DDS transport loss between two processes, best effort, 30 Hz rgb8')
@@ -162,11 +163,13 @@ def transport(args) -> str:
     return md
 
 
-def transport_run(with_profile: bool, h: int, w: int, n: int) -> int:
-    """Frames received of ``n`` sent between two fresh processes."""
+def transport_run(setting: str, h: int, w: int, n: int) -> int:
+    """Frames received of ``n`` sent between two fresh processes under ``setting``."""
     env = ros_env()
-    if not with_profile:
+    if setting != 'config/fastdds.xml':
         env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
+    if setting.startswith('FASTDDS_BUILTIN_TRANSPORTS='):
+        env['FASTDDS_BUILTIN_TRANSPORTS'] = setting.split('=', 1)[1]
     env['ROS_DOMAIN_ID'] = str(int(os.environ.get('ROS_DOMAIN_ID', '0')) + 1)
     duration = n / 30 + 8
     sub = subprocess.Popen([sys.executable, '-c', SUBSCRIBER, str(duration)], env=env,
