@@ -28,6 +28,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import (SetParametersResult)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
@@ -127,13 +128,9 @@ class CameraStream:
         self.pub_class_info = node.create_publisher(String, f'{prefix}segmentation/class_info',
                                                     latched)
         self.camera_info = None  # the newest CameraInfo beside the image
-        self.sub_camera_info = node.create_subscription(
-            CameraInfo, f'{prefix}camera_info', self.on_camera_info, in_qos)
-        if cfg.input_compressed:
-            self.sub = node.create_subscription(CompressedImage, f'{prefix}image/compressed',
-                                                self.on_frame, in_qos)
-        else:
-            self.sub = node.create_subscription(Image, f'{prefix}image', self.on_frame, in_qos)
+        self._prefix, self._in_qos = prefix, in_qos
+        self.sub = self.sub_camera_info = None
+        self.topic = f'{prefix}image/compressed' if cfg.input_compressed else f'{prefix}image'
         self.node = node
         self.pending = None  # (msg, receipt time)
         self.received = self.processed = self.dropped = self.rejected = self.failed = 0
@@ -145,6 +142,26 @@ class CameraStream:
         self.last_seq = None  # publication sequence number of the last frame
         self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
+
+    def subscribe(self) -> None:
+        node = self.node
+        self.sub_camera_info = node.create_subscription(
+            CameraInfo, f'{self._prefix}camera_info', self.on_camera_info, self._in_qos)
+        msg_type = CompressedImage if node.config.input_compressed else Image
+        self.sub = node.create_subscription(msg_type, self.topic, self.on_frame, self._in_qos)
+        self.last_seq = None
+
+    def unsubscribe(self) -> None:
+        for sub in (self.sub, self.sub_camera_info):
+            if sub is not None:
+                self.node.destroy_subscription(sub)
+        self.sub = self.sub_camera_info = None
+
+    def destroy(self) -> None:
+        self.unsubscribe()
+        for pub in (self.pub_mask, self.pub_color, self.pub_overlay, self.pub_confidence,
+                    self.pub_camera_info, self.pub_class_info):
+            self.node.destroy_publisher(pub)
 
     def on_camera_info(self, msg) -> None:
         self.camera_info = msg
@@ -178,11 +195,16 @@ class CameraStream:
             self.node.wakeup.notify()
 
 
-class SegmentationNode(Node):
+class Segmentation:
+    """The node's behaviour, shared by the plain node and the managed (lifecycle) one:
+    ``load`` (weights, compile, warm-up), ``open_outputs``, ``serve`` (subscriptions,
+    inference thread, diagnostics), and their inverses."""
 
-    def __init__(self, **kwargs):
-        super().__init__(NODE_NAME, **kwargs)
-        self.config = self._declare_parameters()
+    segmenter = None
+    cameras: list = []
+
+    def load(self) -> None:
+        """Load the weights, compile if asked, run one frame; raises on start-up errors."""
         model_path = self.config.model_path or str(DEFAULT_WEIGHTS)
         size = None
         if self.config.input_width or self.config.input_height:
@@ -199,21 +221,58 @@ class SegmentationNode(Node):
                                    self.config.backend, size, info=log.info, warn=log.warning)
         self.load_s = time.perf_counter() - t
         self._declare_model_parameters()
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.warm_up()
+
+    def open_outputs(self) -> None:
         self.lock = threading.Lock()
         self.wakeup = threading.Condition(self.lock)
-        self.running = True
+        self.running = False
+        self.worker = self.diag_timer = None
         self._next = 0
         self._log_times: dict[str, float] = {}
         self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.publish_class_info()
-        self.warm_up()
+
+    def serve(self) -> None:
+        """Subscribe, start the inference thread and the diagnostics timer."""
+        for cam in self.cameras:
+            cam.subscribe()
+        self.running = True
         self.worker = threading.Thread(target=self._work, name='enet_inference', daemon=True)
         self.worker.start()
-        self.create_timer(1.0, self._publish_diagnostics)
+        self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(f'{self.segmenter.describe()}; listening on '
                                f'{", ".join(c.sub.topic_name for c in self.cameras)}')
+
+    def stop_serving(self) -> None:
+        """Unsubscribe and stop the inference thread; model and publishers stay."""
+        for cam in self.cameras:
+            cam.unsubscribe()
+        with self.lock:
+            self.running = False
+            for cam in self.cameras:
+                cam.pending = None
+            self.wakeup.notify_all()
+        if self.worker is not None:
+            self.worker.join(timeout=5.0)
+        if self.diag_timer is not None:
+            self.destroy_timer(self.diag_timer)
+        self.worker = self.diag_timer = None
+
+    def close_outputs(self) -> None:
+        for cam in self.cameras:
+            cam.destroy()
+        self.destroy_publisher(self.pub_diag)
+        self.cameras = []
+
+    def unload(self) -> None:
+        self.segmenter = None
+
+    def shutdown(self) -> None:
+        if getattr(self, 'running', False):
+            self.stop_serving()
+
 
     # -- parameters ------------------------------------------------------------------
 
@@ -241,6 +300,8 @@ class SegmentationNode(Node):
 
     def _declare_model_parameters(self) -> None:
         meta = self.segmenter.meta
+        if self.has_parameter('class_names'):  # an earlier configure (the same model_path)
+            return
         self.declare_parameter('class_names', list(meta.class_names), Param(
             'class_names', [], 'Class names from the checkpoint; mask value i is '
             'class_names[i].', True).descriptor())
@@ -464,11 +525,57 @@ class SegmentationNode(Node):
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         return status
 
-    def shutdown(self) -> None:
-        with self.lock:
-            self.running = False
-            self.wakeup.notify_all()
-        self.worker.join(timeout=5.0)
+
+class SegmentationNode(Segmentation, Node):
+    """The plain node: loads, opens its outputs and serves at construction."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.config = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self.load()
+        self.open_outputs()
+        self.serve()
+
+
+class ManagedSegmentationNode(Segmentation, LifecycleNode):
+    """The managed (lifecycle) node, as Nav2 and Autoware run perception: configure loads
+    the weights and compiles, activate subscribes and publishes, deactivate stops without
+    freeing, cleanup frees, shutdown ends. Same parameters and topics as the plain node."""
+
+    def __init__(self, **kwargs):
+        super().__init__(NODE_NAME, **kwargs)
+        self.config = self._declare_parameters()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    def on_configure(self, state) -> TransitionCallbackReturn:
+        try:
+            self.load()
+        except (CheckpointError, SegmenterError, ValueError) as exc:
+            self.get_logger().error(f'configure failed: {exc}')
+            return TransitionCallbackReturn.FAILURE
+        self.open_outputs()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state) -> TransitionCallbackReturn:
+        self.serve()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state) -> TransitionCallbackReturn:
+        self.stop_serving()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state) -> TransitionCallbackReturn:
+        self.close_outputs()
+        self.unload()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state) -> TransitionCallbackReturn:
+        self.shutdown()
+        if self.cameras:
+            self.close_outputs()
+        self.unload()
+        return TransitionCallbackReturn.SUCCESS
 
 
 def stop_on_signals() -> None:
@@ -487,7 +594,7 @@ def stop_on_signals() -> None:
         signal.signal(sig, handler)
 
 
-def main(args=None) -> int:
+def main(args=None, node_class=SegmentationNode) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
     if '-h' in own or '--help' in own:
@@ -497,7 +604,7 @@ def main(args=None) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
-        node = SegmentationNode()
+        node = node_class()
     except (CheckpointError, SegmenterError, ValueError) as exc:
         print(f'[{NODE_NAME}] start-up failed: {exc}', file=sys.stderr, flush=True)
         rclpy.try_shutdown()
@@ -512,7 +619,8 @@ def main(args=None) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        executor.spin()
+        while True:  # wake at least twice a second, so a signal is handled promptly even
+            executor.spin_once(timeout_sec=0.5)  # with no timer (an inactive managed node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -520,6 +628,11 @@ def main(args=None) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main_managed(args=None) -> int:
+    """The managed node: it starts unconfigured and waits for lifecycle transitions."""
+    return main(args, ManagedSegmentationNode)
 
 
 if __name__ == '__main__':

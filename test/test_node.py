@@ -532,3 +532,62 @@ def test_message_age_follows_sim_time(weights, ros):
             c.close()
     age = float(values['message_age_ms_mean'])
     assert 150 <= age <= 400, age  # 200 ms plus at most one clock tick, not 1.8e12 ms
+
+
+def test_managed_node_through_every_lifecycle_transition(weights, ros):
+    """configure loads, activate serves, deactivate stops without freeing, activate serves
+    again, cleanup frees, shutdown finalises: all driven through the lifecycle services
+    from this process."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
+                     ros_args=['-r', '__ns:=/managed'],
+                     module='enet_ros.managed_segmentation_node') as proc:
+        c = SegmentationClient(namespace='/managed', name='managed_client', reliable_input=True)
+        change = c.node.create_client(ChangeState, '/managed/enet_segmentation/change_state')
+        get = c.node.create_client(GetState, '/managed/enet_segmentation/get_state')
+
+        def call(client, request):
+            assert client.wait_for_service(timeout_sec=60), proc.log()
+            future = client.call_async(request)
+            deadline = time.monotonic() + 120
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            return future.result()
+
+        def transition(tid):
+            assert call(change, ChangeState.Request(transition=Transition(id=tid))).success, \
+                proc.log()
+            return call(get, GetState.Request()).current_state.id
+
+        def masks_for_one_frame(timeout):
+            before = c.received['mask'].count
+            c.publish(np.zeros((64, 96, 3), np.uint8))
+            return c.wait('mask', before + 1, timeout)
+
+        try:
+            state = call(get, GetState.Request()).current_state.id
+            assert state == State.PRIMARY_STATE_UNCONFIGURED
+            assert 'loading' not in proc.log()  # nothing loaded before configure
+            assert transition(Transition.TRANSITION_CONFIGURE) == State.PRIMARY_STATE_INACTIVE
+            assert 'loading' in proc.log() and c.pub.get_subscription_count() == 0
+            assert transition(Transition.TRANSITION_ACTIVATE) == State.PRIMARY_STATE_ACTIVE
+            c.wait_for_node()
+            assert masks_for_one_frame(10)
+            assert transition(Transition.TRANSITION_DEACTIVATE) == State.PRIMARY_STATE_INACTIVE
+            time.sleep(0.5)
+            assert c.pub.get_subscription_count() == 0
+            assert not masks_for_one_frame(1.5)
+            assert transition(Transition.TRANSITION_ACTIVATE) == State.PRIMARY_STATE_ACTIVE
+            c.wait_for_node()
+            assert masks_for_one_frame(10)  # served again, nothing reloaded
+            assert proc.log().count('loading') == 1
+            assert transition(Transition.TRANSITION_DEACTIVATE) == State.PRIMARY_STATE_INACTIVE
+            assert transition(Transition.TRANSITION_CLEANUP) == State.PRIMARY_STATE_UNCONFIGURED
+            assert transition(Transition.TRANSITION_UNCONFIGURED_SHUTDOWN) == \
+                State.PRIMARY_STATE_FINALIZED
+        finally:
+            c.close()
+        rc = proc.stop(signal.SIGINT)
+        log = proc.log()
+    assert rc == 0 and 'Traceback' not in log, log

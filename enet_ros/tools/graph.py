@@ -44,16 +44,18 @@ def apply_ros_env() -> None:
 
 
 class NodeProcess:
-    """``python -m enet_ros.segmentation_node --ros-args --params-file <yaml>`` as a child."""
+    """``python -m enet_ros.segmentation_node --ros-args --params-file <yaml>`` as a child
+    (``module``: another entry point, e.g. enet_ros.managed_segmentation_node)."""
 
     def __init__(self, params: dict, ros_args: list[str] | None = None,
-                 log_path: Path | None = None, env: dict | None = None):
+                 log_path: Path | None = None, env: dict | None = None,
+                 module: str = 'enet_ros.segmentation_node'):
         self._tmp = tempfile.TemporaryDirectory(prefix='enet_node_')
         self.params_file = Path(self._tmp.name) / 'params.yaml'
         self.params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
         self.log_path = log_path or Path(self._tmp.name) / 'node.log'
         self._log = open(self.log_path, 'wb')
-        cmd = [sys.executable, '-m', 'enet_ros.segmentation_node', '--ros-args',
+        cmd = [sys.executable, '-m', module, '--ros-args',
                '--params-file', str(self.params_file)] + (ros_args or [])
         pythonpath = os.pathsep.join(p for p in [str(PACKAGE_ROOT),
                                                  os.environ.get('PYTHONPATH', '')] if p)
