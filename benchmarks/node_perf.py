@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
 from enet_ros.segmentation_node import STAGES  # noqa: E402
-from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient  # noqa: E402
+from enet_ros.tools.graph import (  # noqa: E402
+    NodeProcess, profiles_variable, ros_env, SegmentationClient)
 from enet_ros.tools.cli import add_model_args  # noqa: E402
 
 SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
@@ -167,7 +168,7 @@ def transport_run(setting: str, h: int, w: int, n: int) -> int:
     """Frames received of ``n`` sent between two fresh processes under ``setting``."""
     env = ros_env()
     if setting != 'config/fastdds.xml':
-        env.pop('FASTRTPS_DEFAULT_PROFILES_FILE', None)
+        env.pop(profiles_variable(), None)
     if setting.startswith('FASTDDS_BUILTIN_TRANSPORTS='):
         env['FASTDDS_BUILTIN_TRANSPORTS'] = setting.split('=', 1)[1]
     env['ROS_DOMAIN_ID'] = str(int(os.environ.get('ROS_DOMAIN_ID', '0')) + 1)

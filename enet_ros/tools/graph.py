@@ -27,11 +27,26 @@ def share_file(relative: str) -> Path:
     return Path(get_package_share_directory('enet_ros')) / relative
 
 
+def profiles_variable() -> str:
+    """The variable Fast DDS reads its XML profile from: FASTDDS_DEFAULT_PROFILES_FILE from
+    Fast DDS 3 (ROS 2 Kilted on), FASTRTPS_DEFAULT_PROFILES_FILE before (Jazzy)."""
+    distro = os.environ.get('ROS_DISTRO')
+    if distro:
+        new = distro not in ('humble', 'iron', 'jazzy')
+    else:  # the PyPI wheels: Fast DDS 3 ships as ros-fastdds, 2.x as ros-fastrtps
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            new = int(version('ros-fastdds').split('.')[0]) >= 3
+        except PackageNotFoundError:
+            new = False
+    return 'FASTDDS_DEFAULT_PROFILES_FILE' if new else 'FASTRTPS_DEFAULT_PROFILES_FILE'
+
+
 def ros_env(base: dict | None = None) -> dict:
     """Environment for every process of the graph: the shipped FastDDS profile (32 MB
     shared-memory segments) unless the user set one, and discovery kept on this host."""
     env = dict(os.environ if base is None else base)
-    env.setdefault('FASTRTPS_DEFAULT_PROFILES_FILE', str(share_file('config/fastdds.xml')))
+    env.setdefault(profiles_variable(), str(share_file('config/fastdds.xml')))
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     env['PYTHONUNBUFFERED'] = '1'
