@@ -71,8 +71,13 @@ def weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope='session')
 def camvid_root() -> Path:
+    """The dataset beside the checkout. Without it (``colcon test`` in a workspace) the
+    dataset tests are skipped with this reason; in CI, which has it, its absence fails."""
     if not (CAMVID / 'val').is_dir():
-        pytest.fail(f'CamVid not found at {CAMVID}: tests need ../shared/data/camvid')
+        why = f'CamVid not found at {CAMVID} (../shared/data/camvid beside the checkout)'
+        if os.environ.get('CI'):
+            pytest.fail(f'{why}: CI must run every dataset test')
+        pytest.skip(f'{why}: dataset test skipped')
     return CAMVID
 
 
