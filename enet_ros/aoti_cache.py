@@ -79,14 +79,16 @@ def _load_verified(path: Path, check) -> tuple[object | None, str]:
 
 
 def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
-                  check: Callable | None = None, info: Callable[[str], None] = _stderr,
-                  warn: Callable[[str], None] = _stderr):
+                  check: Callable | None = None, info: Callable[[str], None] | None = None,
+                  warn: Callable[[str], None] | None = None):
     """A callable AOTInductor package of ``net`` for ``example``'s shape and dtype.
 
     ``check(fn)`` raises when ``fn`` disagrees with the eager network. Cached packages are
     verified (checksum, then ``check``) before use; a fresh compile is checked too, and a
-    failure there raises RuntimeError.
+    failure there raises RuntimeError. ``info`` and ``warn`` take the log lines (default:
+    standard error).
     """
+    info, warn = info or _stderr, warn or _stderr
     cache = cache_dir()
     name = f'enet-{key}.pt2'
     path = cache / 'aoti' / name

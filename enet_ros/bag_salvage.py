@@ -25,7 +25,6 @@ class Connection:
     id: int
     topic: str
     msgtype: str
-    msgcount: int = 0  # unknown in a cut-short file
 
 
 class SalvageReader:

@@ -84,15 +84,20 @@ def save_checkpoint(path: str | os.PathLike, model: ENet, meta: ModelMeta,
                  'meta': meta.to_dict()}, path)
 
 
-def _is_training_checkpoint(path: Path) -> bool:
-    """Whether ``path`` is a torch zip whose pickle holds an optimiser state (read, not run)."""
+def _refuse_training_checkpoint(path: Path) -> None:
+    """Raise the export hint when ``path``, which did not load as a node checkpoint, is a
+    torch zip whose pickle holds an optimiser state (the pickle is read, not run)."""
     try:
         with zipfile.ZipFile(path) as z:
             pkl = next((n for n in z.namelist() if n.endswith('/data.pkl')), None)
             raw = z.read(pkl) if pkl else b''
     except (zipfile.BadZipFile, OSError):
-        return False
-    return b'enet_ros.training/' in raw or (b'optimizer' in raw and b'lr_scheduler' in raw)
+        return
+    if b'enet_ros.training/' in raw or (b'optimizer' in raw and b'lr_scheduler' in raw):
+        raise CheckpointError(
+            f'model file {path} is a training checkpoint (weights with optimiser state), '
+            f'not a node checkpoint; export one with python -m training.export '
+            f'--checkpoint {path} --output enet.pt and set model_path to it')
 
 
 def load_checkpoint(path: str | os.PathLike,
@@ -101,17 +106,14 @@ def load_checkpoint(path: str | os.PathLike,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f'model file {path} does not exist')
-    if _is_training_checkpoint(path):
-        raise CheckpointError(
-            f'model file {path} is a training checkpoint (weights with optimiser state), '
-            f'not a node checkpoint; export one with python -m training.export '
-            f'--checkpoint {path} --output enet.pt and set model_path to it')
     try:
         data = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises several types for truncated or foreign files
+        _refuse_training_checkpoint(path)
         raise CheckpointError(f'model file {path} is not a readable torch file '
                               f'(truncated or corrupt?): {type(exc).__name__}: {exc}') from None
     if not isinstance(data, dict) or data.get('format') != FORMAT:
+        _refuse_training_checkpoint(path)
         raise CheckpointError(f'model file {path} is not an enet_ros checkpoint '
                               f'(expected format {FORMAT!r}); export one with '
                               f'python -m training.export')

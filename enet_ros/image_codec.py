@@ -86,12 +86,11 @@ def _peek_size(buf: np.ndarray) -> tuple[int, int] | None:
     PNG: the IHDR chunk. JPEG: the first start-of-frame segment. WebP: the VP8, VP8L or
     VP8X chunk (OpenCV decodes WebP whatever the message's format field says).
     """
-    b = bytes(buf[:1 << 16]) if buf.size > 1 << 16 else bytes(buf)
+    b = memoryview(buf)  # byte access without copying the stream
     if len(b) >= 24 and b[:8] == b'\x89PNG\r\n\x1a\n':
         return int.from_bytes(b[20:24], 'big'), int.from_bytes(b[16:20], 'big')
     if len(b) >= 4 and b[:2] == b'\xff\xd8':
-        b = bytes(buf)  # segments before the frame header can be long (EXIF, ICC)
-        i = 2
+        i = 2  # segments before the frame header can be long (EXIF, ICC): walk them
         while i + 4 <= len(b):
             if b[i] != 0xFF:
                 return None

@@ -15,18 +15,18 @@ in its mailbox before inference is counted as dropped.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
 import json
 import os
 import signal
 import sys
 import threading
 import time
+from types import SimpleNamespace
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import (SetParametersResult)
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
@@ -52,25 +52,6 @@ STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'publish')
 # Also per window: receipt to publish on the steady clock (the node's own latency), and the
 # message age at publish on the node's ROS clock (only where meaningful: _message_age).
 WINDOWS = ('processing', 'message_age')
-
-
-@dataclass(frozen=True)
-class StartupConfig:
-    """Parameters read once at start-up (read-only: a change needs a restart)."""
-
-    model_path: str
-    device: str
-    precision: str
-    backend: str
-    input_width: int
-    input_height: int
-    input_compressed: bool
-    input_reliability: str
-    output_reliability: str
-    output_depth: int
-    cameras: tuple[str, ...]
-    num_threads: int
-
 
 
 TOPICS = (
@@ -201,7 +182,7 @@ class Segmentation:
     inference thread, diagnostics), and their inverses."""
 
     segmenter = None
-    cameras: list = []
+    cameras: tuple = ()
 
     def load(self) -> None:
         """Load the weights, compile if asked, run one frame; raises on start-up errors."""
@@ -276,27 +257,22 @@ class Segmentation:
 
     # -- parameters ------------------------------------------------------------------
 
-    def _declare_parameters(self) -> StartupConfig:
+    def _declare_parameters(self) -> SimpleNamespace:
+        """Declare every parameter; return the read-only ones (start-up configuration)."""
         for param in PARAMETERS:
             self.declare_parameter(param.name, param.default, param.descriptor())
-        p = self.get_parameter
-        cameras = tuple(p('cameras').value or [''])
+        config = {}
         for param in PARAMETERS:
-            value = p(param.name).value
+            value = self.get_parameter(param.name).value
             if param.choices and value not in param.choices:
                 raise SegmenterError(f'parameter {param.name}={value!r} is not one of '
                                      f'{", ".join(param.choices)}')
+            if param.read_only:
+                config[param.name] = value
+        config['cameras'] = cameras = tuple(config['cameras'] or [''])
         if len(set(cameras)) != len(cameras):
             raise SegmenterError(f'parameter cameras lists a namespace twice: {list(cameras)}')
-        return StartupConfig(
-            model_path=p('model_path').value, device=p('device').value,
-            precision=p('precision').value, backend=p('backend').value,
-            input_width=p('input_width').value, input_height=p('input_height').value,
-            input_compressed=p('input_compressed').value,
-            input_reliability=p('input_reliability').value,
-            output_reliability=p('output_reliability').value,
-            output_depth=p('output_depth').value, cameras=cameras,
-            num_threads=p('num_threads').value)
+        return SimpleNamespace(**config)
 
     def _declare_model_parameters(self) -> None:
         meta = self.segmenter.meta
@@ -391,8 +367,8 @@ class Segmentation:
         cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
         if confidence is not None:
             cam.pub_confidence.publish(self._image(msg.header, confidence, 'mono8'))
-        if cam.camera_info is not None:  # the mask is at the input's resolution: same K
-            info = copy.copy(cam.camera_info)
+        if cam.camera_info is not None and cam.pub_camera_info.get_subscription_count() > 0:
+            info = copy.copy(cam.camera_info)  # the mask is at the input's resolution: same K
             info.header = msg.header
             cam.pub_camera_info.publish(info)
         want_color = (self.get_parameter('publish_color_mask').value

@@ -165,16 +165,14 @@ class Segmenter:
 
             def check(fn) -> None:
                 with torch.inference_mode():
-                    got = fn(frame)
-                    got = (got[0] if isinstance(got, (list, tuple)) else got)[0].argmax(0)
+                    got = fn(frame)[0].argmax(0)
                 same = 100.0 * (got == want).float().mean().item()
                 if same < MIN_AGREEMENT:
                     raise ValueError(f'class ids agree with the eager network on {same:.1f}% '
                                      f'of a reference frame')
 
-            kwargs = {k: v for k, v in (('info', info), ('warn', warn)) if v is not None}
             self.net = compile_ahead(eager, example.to(memory_format=torch.channels_last),
-                                     digest.hexdigest()[:20], check, **kwargs)
+                                     digest.hexdigest()[:20], check, info, warn)
         palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
         palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
         self._palettes = {'rgb': palette, 'bgr': np.ascontiguousarray(palette[:, ::-1])}

@@ -60,6 +60,7 @@ def run(args: argparse.Namespace) -> None:
 
 def table(args: argparse.Namespace) -> str:
     from training.evaluate import heldout_metrics
+    from training.report import read_log
     runs = Path(args.runs) / 'ablation'
     lines = ['| recipe (each row adds one change) | ' +
              ' | '.join(f'held-out {f} class IoU' for f in FOLDS) +
@@ -72,12 +73,11 @@ def table(args: argparse.Namespace) -> str:
                 figures.append(None)
                 continue
             figures.append(heldout_metrics(run_dir, args.root)['mean_iou'])
-            log = (run_dir / 'log.csv').read_text().splitlines()[1:]
+            log = read_log(run_dir / 'log.csv')
             planned = checkpoint.load(run_dir)['args']['epochs']
             epochs = str(len(log)) if len(log) == planned else \
                 f'{len(log)} of {planned} (stopped by the GPU time limit)'
-
-            minutes.append(sum(float(r.split(',')[6]) for r in log) / 60)
+            minutes.append(sum(float(r['epoch_seconds']) for r in log) / 60)
         if all(f is None for f in figures):
             continue
         shown = [f'{f:.1f}' if f is not None else '' for f in figures]

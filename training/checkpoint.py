@@ -59,6 +59,23 @@ def weights(ckpt: dict) -> dict:
     return ckpt['ema'] if ckpt.get('ema') is not None else ckpt['model']
 
 
+def write_weights(ckpt: dict, path: str | os.PathLike, metrics: dict) -> Path:
+    """Write the node's weights file (``enet_ros.checkpoint``) for training checkpoint
+    ``ckpt``, with ``metrics`` in its metadata: the one way from training to the node."""
+    from enet_ros.checkpoint import ModelMeta, save_checkpoint
+    from enet_ros.model import ENet
+    from training import datasets
+    data = ckpt['data']
+    info = datasets.info(data['dataset'])
+    model = ENet(len(info.class_names))
+    model.load_state_dict(weights(ckpt))
+    meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
+                     input_size=tuple(data['input_size']), mean=tuple(data['mean']),
+                     std=tuple(data['std']), metrics=metrics)
+    save_checkpoint(path, model, meta)
+    return Path(path)
+
+
 def remove_stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     """Delete the temporary files a killed ``atomic_save`` left in ``run_dir``."""
     stale = sorted(Path(run_dir).glob(f'.{NAME}.*.tmp'))

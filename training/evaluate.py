@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from enet_ros.metrics import ConfusionMatrix, format_metrics
 from enet_ros.segmenter import Segmenter
-from training import datasets
+from training import checkpoint, datasets
 from enet_ros.tools.cli import add_model_args
 
 
@@ -86,8 +86,6 @@ def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
 
     Cached as ``heldout_png_fp32.json`` in the run folder.
     """
-    from training import checkpoint
-    from training.export import write_weights
     cache = Path(run_dir) / 'heldout_png_fp32.json'
     if cache.exists():
         return json.loads(cache.read_text())
@@ -97,7 +95,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
     frames = datasets.select(frames, datasets.split_by_sequence(
         frames, data['heldout_sequence'])[1])
     with tempfile.TemporaryDirectory() as tmp:
-        weights = write_weights(ckpt, Path(tmp) / 'w.pt', {})
+        weights = checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
         segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager')
         metrics = evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False)
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),

@@ -21,10 +21,11 @@ import tempfile
 
 import torch
 
-from enet_ros.checkpoint import load_checkpoint, ModelMeta, save_checkpoint
+from enet_ros.checkpoint import load_checkpoint
 from enet_ros.model import ENet, fuse_for_inference
 from enet_ros.segmenter import Segmenter
 from training import checkpoint, datasets
+from training.evaluate import heldout_metrics
 
 PROTOCOL = ('each held-out run trains the same recipe on every CamVid train+val frame '
             'except one whole drive and is measured on that drive (class IoU, void '
@@ -46,19 +47,6 @@ def get_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def write_weights(ckpt: dict, path: Path, metrics: dict) -> Path:
-    """Write the node's weights file for training checkpoint ``ckpt`` with ``metrics``."""
-    data = ckpt['data']
-    info = datasets.info(data['dataset'])
-    model = ENet(len(info.class_names))
-    model.load_state_dict(checkpoint.weights(ckpt))
-    meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
-                     input_size=tuple(data['input_size']), mean=tuple(data['mean']),
-                     std=tuple(data['std']), metrics=metrics)
-    save_checkpoint(path, model, meta)
-    return path
-
-
 def precision_agreement(weights: Path, images) -> dict:
     """Percent of pixels whose class id equals fp32's, for bf16 and fp16 on CPU."""
     ref = [Segmenter(weights, 'cpu', 'fp32', 'eager').segment(img)[0] for img in images]
@@ -71,7 +59,6 @@ def precision_agreement(weights: Path, images) -> dict:
 
 
 def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
-    from training.evaluate import heldout_metrics
     data = ckpt['data']
     recipe = {k: v for k, v in ckpt['args'].items()
               if k not in ('root', 'output_dir', 'resume', 'threads')}
@@ -101,9 +88,9 @@ def main(args: argparse.Namespace) -> Path:
     if args.root:
         val = datasets.build(ckpt['data']['dataset'], args.root, ['val'], args.limit)
         with tempfile.TemporaryDirectory() as tmp:
-            draft = write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
+            draft = checkpoint.write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
             metrics['precision_agreement'] = precision_agreement(draft, val.images)
-    write_weights(ckpt, out, metrics)
+    checkpoint.write_weights(ckpt, out, metrics)
     print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB)')
     for seq, m in metrics['model_card']['heldout'].items():
         print(f'  held-out {seq}: class IoU {m["mean_iou"]:.1f}, class-average accuracy '

@@ -71,7 +71,7 @@ def plots(runs: list[Path], out: Path, heldout: dict, names) -> None:
     fig.savefig(out / 'per_class_iou.png', dpi=100)
     plt.close(fig)
 
-    confusion = sum(np.asarray(m['confusion_matrix']) for m in heldout.values())
+    confusion = confusion_of(heldout)
     norm = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(7, 6))
     im = ax.imshow(norm, cmap='Blues', vmin=0, vmax=1)
