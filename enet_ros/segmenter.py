@@ -93,6 +93,11 @@ def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> 
 def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise SegmenterError(f'unknown backend {backend!r}; expected one of {", ".join(BACKENDS)}')
+    if backend == 'compile' and device.type == 'cuda':
+        # benchmarks/gpu_check.py: loading the compiled package crashed the process
+        # (segmentation fault) on an H100 with torch 2.11+cu130; eager fp16 is verified.
+        raise SegmenterError('backend compile is not supported on cuda (the compiled package '
+                             'crashed on the GPU we checked); use backend eager or auto')
     if backend == 'auto':
         return 'compile' if device.type == 'cpu' else 'eager'
     return backend

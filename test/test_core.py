@@ -17,7 +17,7 @@ from enet_ros.checkpoint import CheckpointError, load_checkpoint, ModelMeta, sav
 from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
-from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros.segmenter import resolve_backend, Segmenter, SegmenterError
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weights
 
@@ -131,6 +131,9 @@ def test_segmenter_startup_errors(weights):
             Segmenter(weights, 'cuda')
     with pytest.raises(SegmenterError, match='unknown precision'):
         Segmenter(weights, 'cpu', 'int8')
+    with pytest.raises(SegmenterError, match='compile is not supported on cuda'):
+        resolve_backend('compile', torch.device('cuda'))
+    assert resolve_backend('auto', torch.device('cuda')) == 'eager'
     with pytest.raises(ValueError, match='nearest valid size'):
         Segmenter(weights, 'cpu', 'fp32', 'eager', input_size=(63, 96))
 
