@@ -28,10 +28,20 @@ def machine() -> str:
             f'({torch.get_num_threads()} threads), Python {platform.python_version()}')
 
 
+def command() -> str:
+    """This process's command line as run from the repository (``python -m`` for modules)."""
+    script = Path(sys.argv[0]).resolve()
+    try:
+        name = 'python -m ' + '.'.join(script.relative_to(REPO).with_suffix('').parts)
+    except ValueError:
+        name = sys.argv[0]
+    return ' '.join([name] + sys.argv[1:])
+
+
 def header(title: str) -> str:
     return (f'### {title}\n\n'
             f'- machine: {machine()}\n'
-            f'- command: `{" ".join([Path(sys.argv[0]).as_posix()] + sys.argv[1:])}`\n'
+            f'- command: `{command()}`\n'
             f'- date: {time.strftime("%Y-%m-%d %H:%M %Z")}\n')
 
 

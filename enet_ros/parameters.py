@@ -81,6 +81,13 @@ PARAMETERS = (
     Param('stale_timeout_s', 3.0, 'Diagnostics turn STALE when no frame arrived for this '
           'long, and ERROR when frames arrive but no mask left for this long.',
           float_range=(0.1, 3600.0)),
+    Param('min_confidence_ratio', 0.9, "Diagnostics turn WARN when a camera's mean "
+          'confidence in a window falls below this fraction of the held-out figure in the '
+          'model card (a blinded, covered or night camera); 0 = off.',
+          float_range=(0.0, 1.0)),
+    Param('max_class_mix_distance', 0.6, 'Diagnostics turn WARN when the share of pixels per '
+          'class in a window differs from the held-out mix by more than this (total '
+          'variation distance, 0-1); 1 = off.', float_range=(0.0, 1.0)),
     Param('max_image_pixels', 3840 * 2160, 'Frames with more pixels are rejected (protects '
           'memory and latency).', int_range=(1, 100_000_000)),
 )

@@ -32,6 +32,7 @@ from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
+from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 import torch
@@ -41,6 +42,7 @@ from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
+from enet_ros.watch import mix_distance, reference_of, Watch
 
 NODE_NAME = 'enet_segmentation'
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
@@ -84,6 +86,12 @@ def usage() -> str:
     return '\n'.join(lines)
 
 
+# rclpy passes a message's info (publication sequence number) to two-argument callbacks
+# since Iron; Humble's calls every callback with the message alone. There the node takes
+# the message alone and cannot count frames lost before it (diagnostics say so).
+MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
+
+
 class CameraStream:
     """One input: its mailbox, publishers and counters."""
 
@@ -123,13 +131,15 @@ class CameraStream:
         self.last_seq = None  # publication sequence number of the last frame
         self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
+        self.watch = Watch(node.watch_reference, node.segmenter.meta.num_classes)
 
     def subscribe(self) -> None:
         node = self.node
         self.sub_camera_info = node.create_subscription(
             CameraInfo, f'{self._prefix}camera_info', self.on_camera_info, self._in_qos)
         msg_type = CompressedImage if node.config.input_compressed else Image
-        self.sub = node.create_subscription(msg_type, self.topic, self.on_frame, self._in_qos)
+        callback = self.on_frame if MESSAGE_INFO else lambda msg: self.on_frame(msg, None)
+        self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos)
         self.last_seq = None
 
     def unsubscribe(self) -> None:
@@ -211,6 +221,7 @@ class Segmentation:
         self.worker = self.diag_timer = None
         self._next = 0
         self._log_times: dict[str, float] = {}
+        self.watch_reference = reference_of(self.segmenter.meta.metrics.get('model_card', {}))
         self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
         self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.publish_class_info()
@@ -358,7 +369,7 @@ class Segmentation:
             image, order = image_to_array(msg, max_pixels)
         convert = time.perf_counter() - t0
         want_confidence = cam.pub_confidence.get_subscription_count() > 0
-        labels, confidence, timings = self.segmenter.segment_with_confidence(
+        labels, confidence, mean_confidence, timings = self.segmenter.segment_with_confidence(
             image, order, want_confidence)
         threads = self.chooser.record(timings.inference)
         if threads != torch.get_num_threads():
@@ -391,6 +402,7 @@ class Segmentation:
             cam.processed += 1
             cam.window_processed += 1
             cam.waiting_since = None
+            cam.watch.add(labels, mean_confidence)
             w = cam.window
             w['convert'].append(convert)
             w['preprocess'].append(timings.preprocess)
@@ -449,12 +461,13 @@ class Segmentation:
                           cam.failed)
                 last, last_error = cam.last_frame, cam.last_error
                 waiting_since = cam.waiting_since
+                seen = cam.watch.take()
             arr.status.append(self._status(cam, window, counts, totals, last, last_error,
-                                           waiting_since, budget, stale, now))
+                                           waiting_since, seen, budget, stale, now))
         self.pub_diag.publish(arr)
 
-    def _status(self, cam, window, counts, totals, last, last_error, waiting_since, budget,
-                stale, now):
+    def _status(self, cam, window, counts, totals, last, last_error, waiting_since, seen,
+                budget, stale, now):
         s = self.segmenter
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: {cam.name}',
                                   hardware_id=f'{s.device.type}')
@@ -475,8 +488,13 @@ class Segmentation:
             values += [(f'{key}_ms_mean', mean), (f'{key}_ms_max', peak)]
         names = ('frames_received', 'frames_processed', 'frames_dropped',
                  'frames_dropped_before_node', 'frames_rejected', 'inference_failures')
-        values += [(n, str(t)) for n, t in zip(names, totals)]
+        shown = [str(t) for t in totals]
+        if not MESSAGE_INFO:
+            shown[3] = 'unknown: this rclpy passes no message info (Humble)'
+        values += list(zip(names, shown))
         values.append(('last_error', last_error))
+        doubt, seen_values = self._watch(seen)
+        values += seen_values
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         processing = window['processing']
         if failed:
@@ -493,6 +511,8 @@ class Segmentation:
             status.message = f'frames arriving but no mask published for {waited:.1f} s ({why})'
         elif rejected:
             status.level, status.message = DiagnosticStatus.WARN, f'{rejected} frames rejected'
+        elif doubt:
+            status.level, status.message = DiagnosticStatus.WARN, doubt
         elif processing and max(processing) > budget:
             status.level = DiagnosticStatus.WARN
             status.message = (f'latency {max(processing) * 1000:.0f} ms over budget '
@@ -500,6 +520,38 @@ class Segmentation:
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         return status
+
+
+    def _watch(self, seen) -> tuple[str, list[tuple[str, str]]]:
+        """(why the masks are in doubt or '', diagnostics values) for one window's
+        mean confidence and class counts, against the model card's held-out figures."""
+        confidence, counts = seen
+        names = self.segmenter.class_names
+        total = counts.sum()
+        top = np.argsort(counts)[::-1][:3]
+        mix = ', '.join(f'{names[i]} {100 * counts[i] / total:.0f}%' for i in top
+                        if counts[i]) if total else ''
+        values = [('mean_confidence', f'{confidence:.3f}'), ('class_mix', mix)]
+        ref = self.watch_reference
+        if ref is None:
+            values.append(('heldout_reference', 'none in the model card: watch off'))
+            return '', values
+        distance = mix_distance(counts, ref['class_mix'])
+        values += [('heldout_mean_confidence', f'{ref["mean_confidence"]:.3f}'),
+                   ('class_mix_distance', f'{distance:.2f}'),
+                   ('heldout_reference', f'model card, held-out drives '
+                                         f'{", ".join(ref["drives"])}')]
+        doubts = []
+        ratio = self.get_parameter('min_confidence_ratio').value
+        if confidence < ratio * ref['mean_confidence']:
+            doubts.append(f'mean confidence {confidence:.2f} below {ratio:g} x held-out '
+                          f'{ref["mean_confidence"]:.2f}')
+        limit = self.get_parameter('max_class_mix_distance').value
+        if distance > limit:
+            doubts.append(f'class mix {distance:.2f} from held-out (limit {limit:g}): {mix}')
+        if doubts:
+            doubts.append('camera blinded, covered, dirty or dark? masks in doubt')
+        return '; '.join(doubts), values
 
 
 class SegmentationNode(Segmentation, Node):

@@ -3,6 +3,8 @@ this process (publisher and subscriber)."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 import signal
 import time
 
@@ -10,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from enet_ros.segmenter import Segmenter
+from enet_ros.segmenter import reference_frame, Segmenter
 from enet_ros.tools.graph import NodeProcess, SegmentationClient
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
@@ -592,3 +594,60 @@ def test_managed_node_through_every_lifecycle_transition(weights, ros):
         rc = proc.stop(signal.SIGINT)
         log = proc.log()
     assert rc == 0 and 'Traceback' not in log, log
+
+
+def test_blinded_or_noisy_camera_turns_diagnostics_to_warn(ros):
+    """The shipped weights' model card holds the held-out confidence and class mix: a street
+    frame is OK, a black frame (covered lens) and a noise frame (broken sensor) WARN."""
+    street = reference_frame()  # a CamVid frame shipped with the package, RGB
+    frames = {'street': street, 'black': np.zeros_like(street),
+              'noise': np.random.default_rng(0).integers(0, 256, street.shape, np.uint8)}
+    name = '/watch/enet_segmentation: image'
+    found = {}
+    with NodeProcess({'backend': 'eager', 'device': 'cpu'},
+                     ros_args=['-r', '__ns:=/watch']) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/watch', name='watch_client')
+        try:
+            c.wait_for_node()
+            for kind, frame in frames.items():
+                # a window holding only this kind's frames: two diagnostics after the switch
+                deadline, seen = time.monotonic() + 20.0, 0
+                first = len(c.statuses(name))
+                while time.monotonic() < deadline and seen < 3:
+                    c.publish(frame, 'rgb8')
+                    time.sleep(0.1)
+                    seen = len(c.statuses(name)) - first
+                found[kind] = diag_values(c, name)
+        finally:
+            c.close()
+    (street_status, street_values) = found['street']
+    assert street_status.level == street_status.OK, street_status.message
+    assert 'held-out drives' in street_values['heldout_reference']
+    black, _ = found['black']
+    assert black.level == black.WARN and 'mean confidence' in black.message, black.message
+    noise, noise_values = found['noise']
+    assert noise.level == noise.WARN and 'class mix' in noise.message, noise.message
+    assert float(noise_values['class_mix_distance']) > 0.6
+
+
+def test_humble_rclpy_fallback_serves_with_the_message_alone(weights, ros):
+    """On Humble's rclpy (stand-in: callbacks get the message alone) the node serves every
+    frame and says in diagnostics that drops before the node cannot be counted."""
+    env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'}, module='humble_rclpy',
+                     ros_args=['-r', '__ns:=/humble'], env=env) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/humble', name='humble_client')
+        try:
+            c.wait_for_node()
+            for i in range(3):
+                c.publish(np.full((48, 64, 3), 40 * i, np.uint8))
+                assert c.wait('mask', i + 1, 10.0), proc.log()
+            _, values = wait_diag(c, lambda s, v: v.get('frames_processed') == '3',
+                                  name='/humble/enet_segmentation: image')
+        finally:
+            c.close()
+        assert proc.proc.poll() is None, proc.log()
+    assert values['frames_processed'] == '3'
+    assert values['frames_dropped_before_node'].startswith('unknown'), values

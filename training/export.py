@@ -1,7 +1,7 @@
 """Export a training run as the node's weights file (fp16, with a model card) and ONNX.
 
-    python -m training.export --checkpoint runs/camvid/C-photometric \
-        --heldout-runs runs/ablation/C-photometric-0006R0 runs/ablation/C-photometric-0001TP \
+    python -m training.export --checkpoint runs/camvid/A-base \
+        --heldout-runs runs/ablation/A-base-0006R0 runs/ablation/A-base-0001TP \
         --root ../shared/data/camvid --output enet_ros/weights/enet_camvid.pt
 
 The weights file's metadata carries a model card: the data the weights were trained on,
@@ -31,7 +31,7 @@ PROTOCOL = ('each held-out run trains the same recipe on every CamVid train+val 
             'except one whole drive and is measured on that drive (class IoU, void '
             'excluded, fp32, original PNG frames)')
 CARD_METRICS = ('mean_iou', 'class_avg_accuracy', 'global_accuracy', 'per_class_iou',
-                'images', 'epochs')
+                'images', 'epochs', 'mean_confidence', 'class_mix')
 
 
 def get_args(argv=None) -> argparse.Namespace:

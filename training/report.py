@@ -1,7 +1,7 @@
 """Plots and the README results section of the shipped weights, from their model card.
 
-    python -m training.report --run runs/camvid/C-photometric \
-        --heldout-runs runs/ablation/C-photometric-0006R0 runs/ablation/C-photometric-0001TP \
+    python -m training.report --run runs/camvid/A-base \
+        --heldout-runs runs/ablation/A-base-0006R0 runs/ablation/A-base-0001TP \
         --weights enet_ros/weights/enet_camvid.pt --out docs/training [--readme]
 
 Every accuracy figure here is measured on a CamVid drive the weights' recipe did not train

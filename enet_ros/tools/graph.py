@@ -72,11 +72,11 @@ class NodeProcess:
         self._log = open(self.log_path, 'wb')
         cmd = [sys.executable, '-m', module, '--ros-args',
                '--params-file', str(self.params_file)] + (ros_args or [])
+        env = env or os.environ
         pythonpath = os.pathsep.join(p for p in [str(PACKAGE_ROOT),
-                                                 os.environ.get('PYTHONPATH', '')] if p)
+                                                 env.get('PYTHONPATH', '')] if p)
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=ros_env({**(env or os.environ),
-                                                  'PYTHONPATH': pythonpath}))
+                                     env=ros_env({**env, 'PYTHONPATH': pythonpath}))
 
     def log(self) -> str:
         if not self._log.closed:
