@@ -67,6 +67,8 @@ TOPICS = (
     ('camera_info', 'sensor_msgs/CameraInfo in, beside image'),
     ('segmentation/camera_info', "sensor_msgs/CameraInfo out with each mask's header"),
     ('segmentation/class_info', 'std_msgs/String out, JSON class map (transient local)'),
+    ('segmentation/label_info', 'vision_msgs/LabelInfo out, the same class map (transient '
+     'local), where vision_msgs is importable'),
     ('/diagnostics', 'diagnostic_msgs/DiagnosticArray out, once a second per camera'),
 )
 
@@ -85,6 +87,11 @@ def usage() -> str:
         lines.append(f'  {param.name} = {param.default!r}: {param.description}{extra}{ro}')
     return '\n'.join(lines)
 
+
+try:  # vision_msgs is optional: segmentation/class_info (JSON) carries the same class map
+    from vision_msgs.msg import LabelInfo, VisionClass
+except ImportError:
+    LabelInfo = VisionClass = None
 
 # rclpy passes a message's info (publication sequence number) to two-argument callbacks
 # since Iron; Humble's calls every callback with the message alone. There the node takes
@@ -116,6 +123,8 @@ class CameraStream:
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.pub_class_info = node.create_publisher(String, f'{prefix}segmentation/class_info',
                                                     latched)
+        self.pub_label_info = None if LabelInfo is None else node.create_publisher(
+            LabelInfo, f'{prefix}segmentation/label_info', latched)
         self.camera_info = None  # the newest CameraInfo beside the image
         self._prefix, self._in_qos = prefix, in_qos
         self.sub = self.sub_camera_info = None
@@ -151,8 +160,9 @@ class CameraStream:
     def destroy(self) -> None:
         self.unsubscribe()
         for pub in (self.pub_mask, self.pub_color, self.pub_overlay, self.pub_confidence,
-                    self.pub_camera_info, self.pub_class_info):
-            self.node.destroy_publisher(pub)
+                    self.pub_camera_info, self.pub_class_info, self.pub_label_info):
+            if pub is not None:
+                self.node.destroy_publisher(pub)
 
     def on_camera_info(self, msg) -> None:
         self.camera_info = msg
@@ -431,8 +441,13 @@ class Segmentation:
                       'input_size': list(meta.input_size),
                       'heldout_class_iou': {seq: round(m['mean_iou'], 1) for seq, m in
                                             card.get('heldout', {}).items()}}})
+        label_info = None if LabelInfo is None else LabelInfo(class_map=[
+            VisionClass(class_id=i, class_name=n) for i, n in enumerate(meta.class_names)])
         for cam in self.cameras:
             cam.pub_class_info.publish(String(data=info))
+            if label_info is not None:
+                label_info.header.stamp = self.get_clock().now().to_msg()
+                cam.pub_label_info.publish(label_info)
 
     def _image(self, header, array: np.ndarray, encoding: str) -> Image:
         out = Image(header=header)

@@ -4,6 +4,9 @@ says otherwise; ROS tests use a domain id of their own so parallel runs do not m
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 import random
 
@@ -87,3 +90,36 @@ def ros():
     rclpy.init()
     yield
     rclpy.try_shutdown()
+
+
+@pytest.fixture(scope='session')
+def vision_msgs_env(tmp_path_factory) -> dict:
+    """Build the test-only vision_msgs interfaces (test/interfaces/vision_msgs) with cmake
+    against this environment's ROS 2 (the sourced one, else the venv's wheels); returns
+    the environment a process needs to import and use them. Needs cmake and a C compiler."""
+    if shutil.which('cmake') is None or shutil.which('cc') is None:
+        pytest.fail('cmake and a C compiler are needed to build the test vision_msgs '
+                    '(apt-get install cmake gcc g++)')
+    out = tmp_path_factory.mktemp('vision_msgs')
+    install = out / 'install'
+    ros = os.environ.get('AMENT_PREFIX_PATH', sys.prefix) if os.environ.get('ROS_DISTRO') \
+        else sys.prefix
+    source = Path(__file__).parent / 'interfaces' / 'vision_msgs'
+    steps = [['cmake', '-S', str(source), '-B', str(out / 'build'),
+              f'-DCMAKE_PREFIX_PATH={ros.replace(os.pathsep, ";")}',
+              f'-DCMAKE_INSTALL_PREFIX={install}', f'-DPython3_EXECUTABLE={sys.executable}',
+              '-DBUILD_TESTING=OFF'],
+             ['cmake', '--build', str(out / 'build'), '-j2'],
+             ['cmake', '--install', str(out / 'build')]]
+    for step in steps:
+        done = subprocess.run(step, env={**os.environ, 'AMENT_PREFIX_PATH': ros},
+                              capture_output=True, text=True)
+        assert done.returncode == 0, f'{" ".join(step)}:\n' + (done.stdout + done.stderr)[-3000:]
+    found = list(install.glob('lib/python3*/site-packages'))
+    assert found, 'the vision_msgs build installed no Python package'
+
+    def joined(name: str, first: Path) -> str:
+        return os.pathsep.join(p for p in [str(first), os.environ.get(name, '')] if p)
+    return {'PYTHONPATH': joined('PYTHONPATH', found[0]),
+            'LD_LIBRARY_PATH': joined('LD_LIBRARY_PATH', install / 'lib'),
+            'AMENT_PREFIX_PATH': os.pathsep.join([str(install), ros])}

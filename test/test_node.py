@@ -3,9 +3,12 @@ this process (publisher and subscriber)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 import signal
+import subprocess
+import sys
 import time
 
 import cv2
@@ -13,7 +16,7 @@ import numpy as np
 import pytest
 
 from enet_ros.segmenter import reference_frame, Segmenter
-from enet_ros.tools.graph import NodeProcess, SegmentationClient
+from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
 
@@ -651,3 +654,23 @@ def test_humble_rclpy_fallback_serves_with_the_message_alone(weights, ros):
         assert proc.proc.poll() is None, proc.log()
     assert values['frames_processed'] == '3'
     assert values['frames_dropped_before_node'].startswith('unknown'), values
+
+
+def test_late_subscriber_gets_label_info_and_class_info(weights, ros, vision_msgs_env):
+    """With vision_msgs importable (built by the test from its documented fields) the node
+    publishes vision_msgs/LabelInfo, latched: a subscriber in another process that starts
+    after the node receives it and the JSON class map, each with every class."""
+    env = {**os.environ, **vision_msgs_env}
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager'}, env=env,
+                     ros_args=['-r', '__ns:=/labels']) as proc:
+        proc.wait_ready()
+        time.sleep(1.0)  # the subscriber comes late: it relies on transient local
+        listener_path = os.pathsep.join([str(Path(__file__).parent), env['PYTHONPATH']])
+        done = subprocess.run([sys.executable, '-m', 'label_info_listener', '/labels'],
+                              env=ros_env({**env, 'PYTHONPATH': listener_path}),
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = [[i, n] for i, n in enumerate(CAMVID_NAMES)]
+    assert got['label_info']['class_map'] == expected, (got, proc.log())
+    assert [[c['id'], c['name']] for c in got['class_info']['classes']] == expected
