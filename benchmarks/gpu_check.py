@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.report import header, publish, table
-from enet_ros.checkpoint import DEFAULT_WEIGHTS
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.segmenter import Segmenter
 
 FRAMES = sorted((Path(__file__).resolve().parents[1] / 'enet_ros' / 'demo_frames')
@@ -58,6 +58,7 @@ def main(argv=None) -> None:
     if not torch.cuda.is_available():
         sys.exit('gpu_check: this torch sees no CUDA device; run it on a machine with one')
     rows = []
+    trained = load_checkpoint(args.weights)[1].metrics.get('model_card', {}).get('trained', '?')
     for size in SIZES:
         images = frames(size)
         reference = None
@@ -73,6 +74,7 @@ def main(argv=None) -> None:
     text = '\n'.join([
         header('CUDA path (fp16 parity and speed)'),
         f'- GPU: {torch.cuda.get_device_name()}, CUDA {torch.version.cuda}',
+        f'- weights: `{args.weights.name}`, trained {trained}',
         '',
         f'Agreement: class ids equal to eager fp32 on the {len(FRAMES)} demo frames. Times: '
         f'median of {args.runs} calls, batch 1.',
