@@ -2,7 +2,7 @@
 
     python benchmarks/node_perf.py latency   [--readme]  # e2e vs core inference, 640x360/720p
     python benchmarks/node_perf.py transport [--readme]  # FastDDS defaults vs config/fastdds.xml
-    python benchmarks/node_perf.py soak      [--readme]  # 30 Hz 720p for --seconds (120)
+    python benchmarks/node_perf.py soak      [--readme]  # 720p 30 Hz: mask only vs all outputs
     python benchmarks/node_perf.py cameras   [--readme]  # throughput with 1, 2, 4 cameras
     python benchmarks/node_perf.py shared    [--readme]  # idle vs a busy neighbour
 
@@ -180,12 +180,17 @@ def transport_run(setting: str, h: int, w: int, n: int) -> int:
     return int(sub.communicate(timeout=duration + 30)[0].split()[-1])
 
 
-def soak(args) -> str:
+SOAK_OUTPUTS = {'mask only': ('mask',),
+                'mask, overlay and colour mask (as rviz)': ('mask', 'overlay', 'color_mask')}
+
+
+def soak_once(args, outputs: tuple[str, ...]) -> dict:
     import rclpy
     h, w = SIZES['1280x720']
     with start(args, ns='/soak') as node:
         rclpy.init()
-        c = SegmentationClient(namespace='/soak', keep=False, name='bench_soak')
+        c = SegmentationClient(namespace='/soak', keep=False, name='bench_soak',
+                               outputs=outputs)
         try:
             c.wait_for_node()
             imgs = [frame(h, w, s) for s in range(4)]
@@ -201,25 +206,45 @@ def soak(args) -> str:
             time.sleep(2)
             alive = node.proc.poll() is None
             lat = np.asarray(c.latencies()) * 1000
-            d = c.last_status('/soak/enet_segmentation: image')
+            windows = c.statuses('/soak/enet_segmentation: image')
+            d = windows[-1]
+            got = {k: c.received[k].count for k in outputs}
         finally:
             c.close()
             rclpy.try_shutdown()
-    base = next(r for t, r in rss if t >= 30)  # after warm-up allocations settled
+    base = next((r for t, r in rss if t >= 30), rss[0][1])  # after warm-up allocations
     end = rss[-1][1]
-    md = header(f'Soak: 1280x720 rgb8 at 30 Hz for {args.seconds} s')
-    md += '\n' + table(['metric', 'value'], [
-        ['node alive at the end', alive], ['frames sent', i],
-        ['masks received', c.received['mask'].count],
-        ['node: received / processed / dropped / dropped before node / rejected',
-         f'{d.get("frames_received")} / {d.get("frames_processed")} / '
-         f'{d.get("frames_dropped")} / {d.get("frames_dropped_before_node")} / '
-         f'{d.get("frames_rejected")}'],
-        ['e2e latency median / p95 / max ms',
-         f'{np.median(lat):.0f} / {np.percentile(lat, 95):.0f} / {lat.max():.0f}'],
-        ['RSS at 30 s / at end (MB)', f'{base:.0f} / {end:.0f}'],
-        ['RSS growth after 30 s', f'{100 * (end - base) / base:+.1f}%'],
-        ['RSS samples (s: MB)', ', '.join(f'{t:.0f}: {r:.0f}' for t, r in rss[::4])]])
+    return {
+        'node alive at the end': alive, 'frames sent': i,
+        'masks received': f"{got['mask']} ({100 * got['mask'] / i:.1f}%)",
+        'overlays / colour masks received': ' / '.join(
+            str(got[k]) for k in ('overlay', 'color_mask') if k in got) or '-',
+        'node: received / processed / dropped / dropped before node / rejected':
+            f'{d.get("frames_received")} / {d.get("frames_processed")} / '
+            f'{d.get("frames_dropped")} / {d.get("frames_dropped_before_node")} / '
+            f'{d.get("frames_rejected")}',
+        **{f'node {stage} stage ms (mean of 1 s windows)': f'{stage_mean(windows, stage):.1f}'
+           for stage in ('inference', 'publish')},
+        'e2e latency median / p95 / max ms':
+            f'{np.median(lat):.0f} / {np.percentile(lat, 95):.0f} / {lat.max():.0f}',
+        'RSS at 30 s / at end (MB)': f'{base:.0f} / {end:.0f}',
+        'RSS growth after 30 s': f'{100 * (end - base) / base:+.1f}%'}
+
+
+def stage_mean(windows: list[dict], stage: str) -> float:
+    values = [float(w[f'{stage}_ms_mean']) for w in windows
+              if w.get(f'{stage}_ms_mean', 'nan') != 'nan']
+    return float(np.mean(values)) if values else float('nan')
+
+
+def soak(args) -> str:
+    runs = {name: soak_once(args, outputs) for name, outputs in SOAK_OUTPUTS.items()}
+    md = header(f'Soak: 1280x720 rgb8 at 30 Hz for {args.seconds:g} s, default parameters')
+    md += ('\nFrames from another process; the node computes the colour mask and overlay '
+           'only while someone subscribes, so each subscription set is its own run.\n\n')
+    metrics = list(next(iter(runs.values())))
+    md += table(['metric'] + list(runs), [[m] + [r[m] for r in runs.values()]
+                                          for m in metrics])
     return md
 
 

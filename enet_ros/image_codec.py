@@ -6,6 +6,8 @@ Functions take the message's fields (or anything with ``height``, ``width``,
 
 from __future__ import annotations
 
+import array as pyarray
+
 import cv2
 import numpy as np
 
@@ -125,5 +127,9 @@ def array_to_fields(array: np.ndarray, encoding: str) -> dict:
     array = np.ascontiguousarray(array)
     h, w = array.shape[:2]
     channels = 1 if array.ndim == 2 else array.shape[2]
+    # an array.array('B') is taken as is by the message (bytes would be copied again, and
+    # checked element by element in Python where ROS_PYTHON_CHECK_FIELDS is set)
+    data = pyarray.array('B')
+    data.frombytes(memoryview(array).cast('B'))
     return {'height': h, 'width': w, 'encoding': encoding, 'is_bigendian': 0,
-            'step': w * channels, 'data': array.tobytes()}
+            'step': w * channels, 'data': data}

@@ -396,14 +396,18 @@ class Segmentation:
                       and cam.pub_color.get_subscription_count() > 0)
         want_overlay = (self.get_parameter('publish_overlay').value
                         and cam.pub_overlay.get_subscription_count() > 0)
+        colors = {}  # colour image per channel order, made once per frame
         if want_color:
             color_order = self.get_parameter('color_order').value
-            cam.pub_color.publish(self._image(msg.header, self.segmenter.colorize(
-                labels, color_order), f'{color_order}8'))
+            colors[color_order] = self.segmenter.colorize(labels, color_order)
+            cam.pub_color.publish(self._image(msg.header, colors[color_order],
+                                              f'{color_order}8'))
         if want_overlay:
             alpha = self.get_parameter('overlay_alpha').value
-            blended = self.segmenter.overlay(image, self.segmenter.colorize(labels, order),
-                                             alpha)
+            color = colors.get(order)
+            if color is None:
+                color = self.segmenter.colorize(labels, order)
+            blended = self.segmenter.overlay(image, color, alpha)
             # the overlay keeps the input's colour order (mono8 input becomes rgb8)
             cam.pub_overlay.publish(self._image(msg.header, blended, f'{order}8'))
         publish = time.perf_counter() - t1
