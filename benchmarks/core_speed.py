@@ -68,13 +68,9 @@ def default_speedup(weights: Path, size, runs: int, rounds: int = 3) -> float:
     return statistics.median(ref) / statistics.median(default)
 
 
-def segmenter_ms(weights: Path, backend: str, precision: str, size, runs: int):
-    img = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
-    t = time.perf_counter()
-    seg = Segmenter(weights, 'cpu', precision, backend, input_size=size)
-    seg.segment(img)
-    first = time.perf_counter() - t
-    for _ in range(3):
+def segment_ms(seg: Segmenter, img: np.ndarray, runs: int, warmup: int = 3):
+    """Median ms of the network alone and of the whole ``segment()`` call."""
+    for _ in range(warmup):
         seg.segment(img)
     inference, total = [], []
     for _ in range(runs):
@@ -82,7 +78,16 @@ def segmenter_ms(weights: Path, backend: str, precision: str, size, runs: int):
         _, timings = seg.segment(img)
         total.append(time.perf_counter() - t)
         inference.append(timings.inference)
-    return statistics.median(inference) * 1000, statistics.median(total) * 1000, first
+    return statistics.median(inference) * 1000, statistics.median(total) * 1000
+
+
+def segmenter_ms(weights: Path, backend: str, precision: str, size, runs: int):
+    img = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+    t = time.perf_counter()
+    seg = Segmenter(weights, 'cpu', precision, backend, input_size=size)
+    seg.segment(img)
+    first = time.perf_counter() - t
+    return (*segment_ms(seg, img, runs), first)
 
 
 STARTUP = """

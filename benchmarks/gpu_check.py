@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-import statistics
 import sys
-import time
 
 import cv2
 import numpy as np
 import torch
 
+from benchmarks.core_speed import segment_ms
 from benchmarks.report import header, publish, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.segmenter import Segmenter
@@ -35,18 +34,6 @@ CONFIGS = [('eager', 'fp32'), ('eager', 'fp16')]
 def frames(size) -> list[np.ndarray]:
     h, w = size
     return [cv2.resize(cv2.imread(str(f))[:, :, ::-1], (w, h)) for f in FRAMES]
-
-
-def timed(seg: Segmenter, image: np.ndarray, runs: int) -> tuple[float, float]:
-    for _ in range(5):
-        seg.segment(image)
-    total, network = [], []
-    for _ in range(runs):
-        t = time.perf_counter()
-        _, timings = seg.segment(image)
-        total.append(time.perf_counter() - t)
-        network.append(timings.inference)
-    return statistics.median(network) * 1000, statistics.median(total) * 1000
 
 
 def main(argv=None) -> None:
@@ -68,7 +55,7 @@ def main(argv=None) -> None:
             if reference is None:
                 reference = labels
             agree = 100 * np.mean([(a == b).mean() for a, b in zip(labels, reference)])
-            network, total = timed(seg, images[0], args.runs)
+            network, total = segment_ms(seg, images[0], args.runs, warmup=5)
             rows.append([f'{size[1]}x{size[0]}', backend, precision, f'{agree:.2f}%',
                          f'{network:.2f}', f'{total:.2f}'])
     text = '\n'.join([
