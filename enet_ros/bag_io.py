@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from enet_ros.bag_salvage import SalvageReader
+from enet_ros.image_codec import array_to_fields
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
@@ -155,15 +156,12 @@ class BagWriter:
     def image(self, array: np.ndarray, encoding: str, stamp: int, frame_id: str):
         """A sensor_msgs/Image of a contiguous (H, W[, C]) uint8 array."""
         T = self.store.types
-        array = np.ascontiguousarray(array)
-        h, w = array.shape[:2]
         header = T['std_msgs/msg/Header'](
             stamp=T['builtin_interfaces/msg/Time'](sec=stamp // 1_000_000_000,
                                                    nanosec=stamp % 1_000_000_000),
             frame_id=frame_id)
-        return T['sensor_msgs/msg/Image'](header=header, height=h, width=w, encoding=encoding,
-                                          is_bigendian=0, step=array[0].size,
-                                          data=array.reshape(-1))
+        return T['sensor_msgs/msg/Image'](header=header,
+                                          **array_to_fields(array, encoding, bag=True))
 
     def write(self, topic: str, msg, timestamp: int) -> None:
         msgtype = msg.__msgtype__

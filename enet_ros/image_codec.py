@@ -52,6 +52,13 @@ def image_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]
     return rows.reshape(h, w, bpp)[:, :, :3], order
 
 
+def message_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
+    """An Image or CompressedImage (rclpy's or a bag's) -> (H, W, 3) uint8 and its order."""
+    if hasattr(msg, 'format'):  # only CompressedImage has one
+        return compressed_to_array(msg, max_pixels)
+    return image_to_array(msg, max_pixels)
+
+
 def compressed_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
     """Decode a CompressedImage (jpeg or png) to an (H, W, 3) uint8 BGR array."""
     fmt = (msg.format or '').lower()
@@ -122,14 +129,17 @@ def _peek_size(buf: np.ndarray) -> tuple[int, int] | None:
     return None
 
 
-def array_to_fields(array: np.ndarray, encoding: str) -> dict:
-    """Fields of a sensor_msgs/Image for a contiguous (H, W) or (H, W, C) uint8 array."""
+def array_to_fields(array: np.ndarray, encoding: str, bag: bool = False) -> dict:
+    """Fields of a sensor_msgs/Image for an (H, W) or (H, W, C) uint8 array: for rclpy's
+    message, or with ``bag`` for a rosbags message (data as a numpy array)."""
     array = np.ascontiguousarray(array)
     h, w = array.shape[:2]
-    channels = 1 if array.ndim == 2 else array.shape[2]
-    # an array.array('B') is taken as is by the message (bytes would be copied again, and
-    # checked element by element in Python where ROS_PYTHON_CHECK_FIELDS is set)
-    data = pyarray.array('B')
-    data.frombytes(memoryview(array).cast('B'))
+    if bag:
+        data = array.reshape(-1)
+    else:
+        # an array.array('B') is taken as is by the message (bytes would be copied again,
+        # and checked element by element in Python where ROS_PYTHON_CHECK_FIELDS is set)
+        data = pyarray.array('B')
+        data.frombytes(memoryview(array).cast('B'))
     return {'height': h, 'width': w, 'encoding': encoding, 'is_bigendian': 0,
-            'step': w * channels, 'data': data}
+            'step': array[0].size, 'data': data}

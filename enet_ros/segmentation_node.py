@@ -38,7 +38,7 @@ from std_msgs.msg import String
 import torch
 
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
-from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
+from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
@@ -373,10 +373,7 @@ class Segmentation:
     def _process(self, cam: CameraStream, msg, received: float) -> None:
         max_pixels = self.get_parameter('max_image_pixels').value
         t0 = time.perf_counter()
-        if isinstance(msg, CompressedImage):
-            image, order = compressed_to_array(msg, max_pixels)
-        else:
-            image, order = image_to_array(msg, max_pixels)
+        image, order = message_to_array(msg, max_pixels)
         convert = time.perf_counter() - t0
         want_confidence = cam.pub_confidence.get_subscription_count() > 0
         labels, confidence, mean_confidence, timings = self.segmenter.segment_with_confidence(
@@ -396,20 +393,14 @@ class Segmentation:
                       and cam.pub_color.get_subscription_count() > 0)
         want_overlay = (self.get_parameter('publish_overlay').value
                         and cam.pub_overlay.get_subscription_count() > 0)
-        colors = {}  # colour image per channel order, made once per frame
-        if want_color:
-            color_order = self.get_parameter('color_order').value
-            colors[color_order] = self.segmenter.colorize(labels, color_order)
-            cam.pub_color.publish(self._image(msg.header, colors[color_order],
-                                              f'{color_order}8'))
-        if want_overlay:
-            alpha = self.get_parameter('overlay_alpha').value
-            color = colors.get(order)
-            if color is None:
-                color = self.segmenter.colorize(labels, order)
-            blended = self.segmenter.overlay(image, color, alpha)
-            # the overlay keeps the input's colour order (mono8 input becomes rgb8)
-            cam.pub_overlay.publish(self._image(msg.header, blended, f'{order}8'))
+        # the overlay keeps the input's colour order (mono8 input becomes rgb8)
+        rendered = self.segmenter.render(
+            image, order, labels,
+            self.get_parameter('color_order').value if want_color else None,
+            self.get_parameter('overlay_alpha').value if want_overlay else None)
+        for name, (array, encoding) in rendered.items():
+            pub = cam.pub_color if name == 'color_mask' else cam.pub_overlay
+            pub.publish(self._image(msg.header, array, encoding))
         publish = time.perf_counter() - t1
         age = self._message_age(msg.header.stamp)
         with self.lock:

@@ -278,6 +278,24 @@ class Segmenter:
         # numpy's palette[labels] (fancy indexing)
         return cv2.merge([cv2.LUT(labels, lut) for lut in self._luts[order]])
 
+    def render(self, image: np.ndarray, order: str, labels: np.ndarray,
+               color_order: str | None = None, alpha: float | None = None) -> dict:
+        """The colour outputs of one frame, each (array, encoding): ``color_mask`` in
+        ``color_order`` when given, ``overlay`` (``image`` blended with the colours, in
+        the image's ``order``) when ``alpha`` is given; the colours are made once."""
+        colors: dict[str, np.ndarray] = {}
+
+        def color(o: str) -> np.ndarray:
+            if o not in colors:
+                colors[o] = self.colorize(labels, o)
+            return colors[o]
+        out = {}
+        if color_order is not None:
+            out['color_mask'] = (color(color_order), f'{color_order}8')
+        if alpha is not None:
+            out['overlay'] = (self.overlay(image, color(order), alpha), f'{order}8')
+        return out
+
     @staticmethod
     def overlay(image: np.ndarray, color: np.ndarray, alpha: float) -> np.ndarray:
         """Blend (H, W, 3) uint8 ``image`` with ``color`` (same channel order): alpha on color."""

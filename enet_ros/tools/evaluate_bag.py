@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError
-from enet_ros.image_codec import compressed_to_array, image_to_array, ImageError
+from enet_ros.image_codec import ImageError, message_to_array
 from enet_ros.metrics import ConfusionMatrix, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.tools.cli import add_model_args
@@ -59,12 +59,6 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--limit', type=int, help='first N frames only')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
-
-
-def to_array(msg, max_pixels=None):
-    if msg.__msgtype__ == 'sensor_msgs/msg/CompressedImage':
-        return compressed_to_array(msg, max_pixels)
-    return image_to_array(msg, max_pixels)
 
 
 def check_label(label: np.ndarray, num_classes: int, ignore: list[int], where: str) -> np.ndarray:
@@ -225,7 +219,7 @@ def evaluate_bag(args) -> int:
                 break
             bar.update(1)
             try:
-                image, order = to_array(frame.msg)
+                image, order = message_to_array(frame.msg)
             except ImageError as exc:
                 key = str(exc).split(';')[0]
                 skipped[key] = skipped.get(key, 0) + 1
@@ -277,14 +271,11 @@ def evaluate_bag(args) -> int:
 def _write_outputs(writer, seg, frame, topic, image, order, ids) -> None:
     ts, fid = frame.timestamp, frame.msg.header.frame_id
     base = topic.rsplit('/', 1)[0] if topic.count('/') > 1 else ''
-    rgb = image if order == 'rgb' else np.ascontiguousarray(image[:, :, ::-1])
     writer.write(topic, frame.msg, ts)  # the input as recorded
-    color = seg.colorize(ids)
     writer.write(f'{base}/segmentation/mask', writer.image(ids, 'mono8', frame.stamp, fid), ts)
-    writer.write(f'{base}/segmentation/color_mask',
-                 writer.image(color, 'rgb8', frame.stamp, fid), ts)
-    writer.write(f'{base}/segmentation/overlay',
-                 writer.image(seg.overlay(rgb, color, 0.5), 'rgb8', frame.stamp, fid), ts)
+    for name, (array, encoding) in seg.render(image, order, ids, 'rgb', 0.5).items():
+        writer.write(f'{base}/segmentation/{name}',
+                     writer.image(array, encoding, frame.stamp, fid), ts)
 
 
 def _print(result, metrics, skipped) -> None:

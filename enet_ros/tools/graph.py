@@ -15,6 +15,8 @@ import time
 import numpy as np
 import yaml
 
+from enet_ros.image_codec import array_to_fields
+
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -196,14 +198,11 @@ class SegmentationClient:
         """Publish an (H, W[, C]) uint8 array (or a ready message); returns the message."""
         from sensor_msgs.msg import Image
         if msg is None:
-            msg = Image()
-            h, w = image.shape[:2]
-            row = image.reshape(h, -1)
-            msg.height, msg.width, msg.encoding = h, w, encoding
-            msg.step = step or row.shape[1]
-            if msg.step > row.shape[1]:
-                row = np.pad(row, ((0, 0), (0, msg.step - row.shape[1])))
-            msg.data = np.ascontiguousarray(row).tobytes()
+            msg = Image(**array_to_fields(image, encoding))
+            if step is not None and step > msg.step:  # rows padded to ``step`` bytes
+                row = image.reshape(msg.height, -1)
+                msg.data = np.pad(row, ((0, 0), (0, step - msg.step))).tobytes()
+                msg.step = step
         msg.header.frame_id = frame_id
         msg.header.stamp = stamp or self.stamp_now()
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
