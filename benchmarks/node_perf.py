@@ -24,7 +24,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.core_speed import reference_ms  # noqa: E402
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
+from enet_ros.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from enet_ros.segmentation_node import STAGES  # noqa: E402
 from enet_ros.tools.graph import (  # noqa: E402
     NodeProcess, profiles_variable, ros_env, SegmentationClient)
@@ -88,8 +90,12 @@ def latency(args) -> str:
                 rclpy.try_shutdown()
         mean = float(lat.mean())
         core = stage['preprocess'] + stage['inference'] + stage['postprocess']
+        # the reference, in this process once the node has gone: eager fp32 network at
+        # the input's size, unfused, as peer PyTorch ENets ship it (core_speed's)
+        ref = reference_ms(DEFAULT_WEIGHTS, (h, w), 20)
         rows.append([label, d.get('precision'), d.get('backend'), f'{mean:.1f}',
                      f'{np.median(lat):.1f}', f'{np.percentile(lat, 95):.1f}',
+                     f'{ref:.1f}', f'{ref / np.median(lat):.2f}x',
                      *(f'{stage[k]:.1f}' for k in STAGES), f'{core:.1f}',
                      f'{mean - core:.1f}', f'{100 * (mean - core) / core:.0f}%',
                      f'{100 * (mean - stage["inference"]) / stage["inference"]:.0f}%'])
@@ -102,9 +108,12 @@ def latency(args) -> str:
            'normalise, network, argmax, resize back), what any user of the core pays. '
            "Node overhead = e2e - core: the node's own work (message conversion, publishing) "
            'and DDS transport both ways. The last column puts everything but the network '
-           'against the network alone.\n\n')
+           'against the network alone. Reference = the eager fp32 network at the input '
+           'size, unfused, as peer PyTorch ENets ship it (`core_speed.py`), measured in '
+           'the same run after the node stopped.\n\n')
     md += table(['input', 'precision', 'backend', 'e2e mean ms', 'e2e median ms',
-                 'e2e p95 ms', *(f'{k} ms' for k in STAGES), 'core ms',
+                 'e2e p95 ms', 'reference ms', 'reference / e2e median',
+                 *(f'{k} ms' for k in STAGES), 'core ms',
                  'node overhead ms', 'node overhead / core', 'all but network / network'],
                 rows)
     return md
