@@ -28,6 +28,7 @@ from benchmarks.core_speed import reference_ms  # noqa: E402
 from benchmarks.report import header, publish, REPO, table  # noqa: E402
 from enet_ros.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
 from enet_ros.segmentation_node import STAGES  # noqa: E402
+from enet_ros.topics import status_name  # noqa: E402
 from enet_ros.tools.graph import (  # noqa: E402
     NodeProcess, profiles_variable, ros_env, SegmentationClient)
 from enet_ros.tools.cli import add_model_args  # noqa: E402
@@ -82,7 +83,7 @@ def latency(args) -> str:
                     c.wait('mask', i + 1, 10)
                 time.sleep(1.2)
                 lat = np.asarray(c.latencies()[5:]) * 1000  # skip the first few
-                name = '/bench/enet_segmentation: image'
+                name = status_name('/bench')
                 stage = {k: diag_mean(c, f'{k}_ms_mean', name) for k in STAGES}
                 d = c.last_status(name)
             finally:
@@ -215,7 +216,7 @@ def soak_once(args, outputs: tuple[str, ...]) -> dict:
             time.sleep(2)
             alive = node.proc.poll() is None
             lat = np.asarray(c.latencies()) * 1000
-            windows = c.statuses('/soak/enet_segmentation: image')
+            windows = c.statuses(status_name('/soak'))
             d = windows[-1]
             got = {k: c.received[k].count for k in outputs}
         finally:
@@ -329,7 +330,7 @@ def shared(args) -> str:
                         time.sleep(1.2)
                         lat = np.asarray(c.latencies()[measured_from:]) * 1000
                         got = c.received['mask'].count
-                        d = c.last_status('/shared/enet_segmentation: image')
+                        d = c.last_status(status_name('/shared'))
                     finally:
                         c.close()
                         rclpy.try_shutdown()

@@ -40,11 +40,12 @@ import torch
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
 from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros import topics
+from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
 from enet_ros.watch import mix_distance, reference_of, Watch
 
-NODE_NAME = 'enet_segmentation'
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
 ERROR_THROTTLE_S = 5.0
@@ -57,19 +58,19 @@ WINDOWS = ('processing', 'message_age')
 
 
 TOPICS = (
-    ('image', 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
-    ('image/compressed', 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
-    ('segmentation/mask', 'sensor_msgs/Image mono8 out: class ids, 255 = no class'),
-    ('segmentation/color_mask', 'sensor_msgs/Image out: palette colours (while subscribed)'),
-    ('segmentation/overlay', 'sensor_msgs/Image out: input blended with colours'),
-    ('segmentation/confidence', 'sensor_msgs/Image mono8 out: 255 x softmax maximum '
+    (topics.IMAGE, 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
+    (topics.COMPRESSED_IMAGE, 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
+    (topics.MASK, 'sensor_msgs/Image mono8 out: class ids, 255 = no class'),
+    (topics.COLOR_MASK, 'sensor_msgs/Image out: palette colours (while subscribed)'),
+    (topics.OVERLAY, 'sensor_msgs/Image out: input blended with colours'),
+    (topics.CONFIDENCE, 'sensor_msgs/Image mono8 out: 255 x softmax maximum '
      '(while subscribed)'),
-    ('camera_info', 'sensor_msgs/CameraInfo in, beside image'),
-    ('segmentation/camera_info', "sensor_msgs/CameraInfo out with each mask's header"),
-    ('segmentation/class_info', 'std_msgs/String out, JSON class map (transient local)'),
-    ('segmentation/label_info', 'vision_msgs/LabelInfo out, the same class map (transient '
+    (topics.CAMERA_INFO, 'sensor_msgs/CameraInfo in, beside image'),
+    (topics.MASK_CAMERA_INFO, "sensor_msgs/CameraInfo out with each mask's header"),
+    (topics.CLASS_INFO, 'std_msgs/String out, JSON class map (transient local)'),
+    (topics.LABEL_INFO, 'vision_msgs/LabelInfo out, the same class map (transient '
      'local), where vision_msgs is importable'),
-    ('/diagnostics', 'diagnostic_msgs/DiagnosticArray out, once a second per camera'),
+    (topics.DIAGNOSTICS, 'diagnostic_msgs/DiagnosticArray out, once a second per camera'),
 )
 
 
@@ -104,31 +105,31 @@ class CameraStream:
 
     def __init__(self, node: 'SegmentationNode', ns: str):
         self.ns = ns
-        self.name = ns or 'image'
+        self.name = ns or topics.IMAGE
         prefix = f'{ns}/' if ns else ''
         cfg = node.config
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.output_depth,
                              reliability=RELIABILITY[cfg.output_reliability])
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                             reliability=RELIABILITY[cfg.input_reliability])
-        self.pub_mask = node.create_publisher(Image, f'{prefix}segmentation/mask', out_qos)
-        self.pub_color = node.create_publisher(Image, f'{prefix}segmentation/color_mask', out_qos)
-        self.pub_overlay = node.create_publisher(Image, f'{prefix}segmentation/overlay', out_qos)
-        self.pub_confidence = node.create_publisher(Image, f'{prefix}segmentation/confidence',
+        self.pub_mask = node.create_publisher(Image, prefix + topics.MASK, out_qos)
+        self.pub_color = node.create_publisher(Image, prefix + topics.COLOR_MASK, out_qos)
+        self.pub_overlay = node.create_publisher(Image, prefix + topics.OVERLAY, out_qos)
+        self.pub_confidence = node.create_publisher(Image, prefix + topics.CONFIDENCE,
                                                     out_qos)
         self.pub_camera_info = node.create_publisher(
-            CameraInfo, f'{prefix}segmentation/camera_info', out_qos)
+            CameraInfo, prefix + topics.MASK_CAMERA_INFO, out_qos)
         latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                              reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_class_info = node.create_publisher(String, f'{prefix}segmentation/class_info',
+        self.pub_class_info = node.create_publisher(String, prefix + topics.CLASS_INFO,
                                                     latched)
         self.pub_label_info = None if LabelInfo is None else node.create_publisher(
-            LabelInfo, f'{prefix}segmentation/label_info', latched)
+            LabelInfo, prefix + topics.LABEL_INFO, latched)
         self.camera_info = None  # the newest CameraInfo beside the image
         self._prefix, self._in_qos = prefix, in_qos
         self.sub = self.sub_camera_info = None
-        self.topic = f'{prefix}image/compressed' if cfg.input_compressed else f'{prefix}image'
+        self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
         self.node = node
         self.pending = None  # (msg, receipt time)
         self.received = self.processed = self.dropped = self.rejected = self.failed = 0
@@ -145,7 +146,7 @@ class CameraStream:
     def subscribe(self) -> None:
         node = self.node
         self.sub_camera_info = node.create_subscription(
-            CameraInfo, f'{self._prefix}camera_info', self.on_camera_info, self._in_qos)
+            CameraInfo, self._prefix + topics.CAMERA_INFO, self.on_camera_info, self._in_qos)
         msg_type = CompressedImage if node.config.input_compressed else Image
         callback = self.on_frame if MESSAGE_INFO else lambda msg: self.on_frame(msg, None)
         self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos)
@@ -233,7 +234,7 @@ class Segmentation:
         self._log_times: dict[str, float] = {}
         self.watch_reference = reference_of(self.segmenter.meta.metrics.get('model_card', {}))
         self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
-        self.pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.publish_class_info()
 
     def serve(self) -> None:
@@ -479,7 +480,7 @@ class Segmentation:
     def _status(self, cam, window, counts, totals, last, last_error, waiting_since, seen,
                 budget, stale, now):
         s = self.segmenter
-        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: {cam.name}',
+        status = DiagnosticStatus(name=topics.status_name(self.get_namespace(), cam.ns),
                                   hardware_id=f'{s.device.type}')
         received, processed, rejected, failed = counts
         values = [('model', f'{s.model_path.name} ({s.meta.dataset}, '

@@ -17,6 +17,7 @@ import pytest
 
 from enet_ros.segmenter import reference_frame, Segmenter
 from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient
+from enet_ros.topics import status_name
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
 
@@ -30,7 +31,8 @@ def diag_values(client, name):
     return None, {}
 
 
-def wait_diag(client, predicate, timeout=10.0, name='/enet_segmentation: image'):
+def wait_diag(client, predicate, timeout=10.0, name=None):
+    name = name or status_name()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         status, values = diag_values(client, name)
@@ -216,7 +218,7 @@ def test_latest_frame_only(ros, tmp_path_factory):
                 n += 1
                 status, values = wait_diag(
                     c, lambda s, v, sent=n: int(v['frames_processed']) + int(v['frames_dropped'])
-                    == sent + 1, timeout=10 * single + 3, name='/fast/enet_segmentation: image')
+                    == sent + 1, timeout=10 * single + 3, name=status_name('/fast'))
                 if int(values['frames_processed']) + int(values['frames_dropped']) == n + 1:
                     break
             processed = int(values['frames_processed'])
@@ -283,7 +285,7 @@ def test_compressed_input(weights, ros):
             assert c.wait('mask', 3, 15)
             assert all((m.width, m.height) == (61, 45) for m in c.received['mask'].messages)
             status, values = wait_diag(c, lambda s, v: int(v['frames_rejected']) == 3,
-                                       name='/comp/enet_segmentation: image')
+                                       name=status_name('/comp'))
             assert int(values['frames_rejected']) == 3
             assert '12000x12000 (from its header) exceeds' in values['last_error']
             assert status.level == status.WARN
@@ -390,12 +392,12 @@ def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
             deadline = time.monotonic() + 5.0
             while time.monotonic() < deadline:
                 c.publish(bad, encoding='yuv422')
-                status, _ = diag_values(c, '/silent/enet_segmentation: image')
+                status, _ = diag_values(c, status_name('/silent'))
                 if status is not None:
                     levels.append((status.level, status.message))
                 time.sleep(0.1)
             status, values = wait_diag(c, lambda s, v: s.level == s.ERROR,
-                                       name='/silent/enet_segmentation: image')
+                                       name=status_name('/silent'))
         finally:
             c.close()
     assert status.level == status.ERROR, levels
@@ -455,7 +457,7 @@ def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
                                      data=img.tobytes()))
                 time.sleep(0.05)
             status, values = wait_diag(c, lambda s, v: int(v['frames_received']) >= 28,
-                                       name='/twopub/enet_segmentation: image')
+                                       name=status_name('/twopub'))
             assert int(values['frames_received']) == 28, values
         finally:
             c.close()
@@ -533,7 +535,7 @@ def test_message_age_follows_sim_time(weights, ros):
                 c.publish(img, stamp=Time(sec=int(stamp), nanosec=int(stamp % 1 * 1e9)))
                 time.sleep(0.1)
             status, values = wait_diag(c, lambda s, v: v.get('message_age_ms_mean') not in
-                                       (None, 'nan'), name='/sim/enet_segmentation: image')
+                                       (None, 'nan'), name=status_name('/sim'))
         finally:
             c.close()
     age = float(values['message_age_ms_mean'])
@@ -605,7 +607,7 @@ def test_blinded_or_noisy_camera_turns_diagnostics_to_warn(ros):
     street = reference_frame()  # a CamVid frame shipped with the package, RGB
     frames = {'street': street, 'black': np.zeros_like(street),
               'noise': np.random.default_rng(0).integers(0, 256, street.shape, np.uint8)}
-    name = '/watch/enet_segmentation: image'
+    name = status_name('/watch')
     found = {}
     with NodeProcess({'backend': 'eager', 'device': 'cpu'},
                      ros_args=['-r', '__ns:=/watch']) as proc:
@@ -648,7 +650,7 @@ def test_humble_rclpy_fallback_serves_with_the_message_alone(weights, ros):
                 c.publish(np.full((48, 64, 3), 40 * i, np.uint8))
                 assert c.wait('mask', i + 1, 10.0), proc.log()
             _, values = wait_diag(c, lambda s, v: v.get('frames_processed') == '3',
-                                  name='/humble/enet_segmentation: image')
+                                  name=status_name('/humble'))
         finally:
             c.close()
         assert proc.proc.poll() is None, proc.log()

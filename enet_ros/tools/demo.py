@@ -28,6 +28,7 @@ from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.graph import apply_ros_env, NodeProcess, SegmentationClient
 from enet_ros.tools.cli import add_model_args
+from enet_ros.topics import status_name
 
 DEMO_FRAMES = Path(__file__).resolve().parents[1] / 'demo_frames'
 
@@ -157,7 +158,7 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
                 cv2.imwrite(str(args.output / 'legend.png'), panel)
             cv2.imwrite(str(args.output / f'{kind}_{i:04d}.png'), with_legend(img, panel))
             written += kind == 'overlay'
-    windows = client.statuses('/enet_segmentation: image')
+    windows = client.statuses(status_name())
     diag = windows[-1] if windows else {}
     stage_ms = {}
     for stage in ('preprocess', 'inference', 'postprocess'):

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError
+from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array
 from enet_ros.metrics import ConfusionMatrix, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
@@ -272,9 +273,9 @@ def _write_outputs(writer, seg, frame, topic, image, order, ids) -> None:
     ts, fid = frame.timestamp, frame.msg.header.frame_id
     base = topic.rsplit('/', 1)[0] if topic.count('/') > 1 else ''
     writer.write(topic, frame.msg, ts)  # the input as recorded
-    writer.write(f'{base}/segmentation/mask', writer.image(ids, 'mono8', frame.stamp, fid), ts)
+    writer.write(f'{base}/{topics.MASK}', writer.image(ids, 'mono8', frame.stamp, fid), ts)
     for name, (array, encoding) in seg.render(image, order, ids, 'rgb', 0.5).items():
-        writer.write(f'{base}/segmentation/{name}',
+        writer.write(f'{base}/{topics.IMAGE_OUTPUTS[name]}',
                      writer.image(array, encoding, frame.stamp, fid), ts)
 
 

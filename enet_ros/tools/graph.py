@@ -15,6 +15,7 @@ import time
 import numpy as np
 import yaml
 
+from enet_ros import topics
 from enet_ros.image_codec import array_to_fields
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
@@ -144,14 +145,14 @@ class SegmentationClient:
         if compressed:
             self.pub = self.node.create_publisher(CompressedImage, 'image/compressed', pub_qos)
         else:
-            self.pub = self.node.create_publisher(Image, 'image', pub_qos)
+            self.pub = self.node.create_publisher(Image, topics.IMAGE, pub_qos)
         self.received: dict[str, Received] = {}
         self.subscriptions: list = []
         self.publish_times: dict[tuple[int, int], float] = {}
         self.lock = threading.Lock()
         for name_ in outputs:
-            self._subscribe(Image, f'segmentation/{name_}', name_, keep)
-        self._subscribe(DiagnosticArray, '/diagnostics', 'diagnostics', True)
+            self._subscribe(Image, topics.IMAGE_OUTPUTS[name_], name_, keep)
+        self._subscribe(DiagnosticArray, topics.DIAGNOSTICS, 'diagnostics', True)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self._spin = threading.Thread(target=self._run, daemon=True)

@@ -25,6 +25,7 @@ import time
 from enet_ros.bag_io import BagError, BagReader
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.cli import add_model_args
+from enet_ros.topics import status_name
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -76,7 +77,7 @@ def replay(args, client) -> dict:
     client.wait('mask', sent, args.timeout)
     time.sleep(1.2)  # one more diagnostics period
     received = client.received['mask'].count
-    diag = client.last_status(f'{args.namespace.rstrip("/")}/enet_segmentation: image')
+    diag = client.last_status(status_name(args.namespace))
     return {
         'bag': str(args.bag), 'topic': topic,
         'pace': 'lockstep' if args.lockstep else (f'{args.rate} Hz' if args.rate
