@@ -44,7 +44,7 @@ from enet_ros import topics
 from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
-from enet_ros.watch import mix_distance, reference_of, Watch
+from enet_ros.watch import card_summary, mix_distance, reference_of, Watch
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
@@ -232,7 +232,8 @@ class Segmentation:
         self.worker = self.diag_timer = None
         self._next = 0
         self._log_times: dict[str, float] = {}
-        self.watch_reference = reference_of(self.segmenter.meta.metrics.get('model_card', {}))
+        card = self.segmenter.meta.metrics.get('model_card', {})
+        self.watch_reference, self.card_summary = reference_of(card), card_summary(card)
         self.cameras = [CameraStream(self, ns) for ns in self.config.cameras]
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.publish_class_info()
@@ -486,7 +487,7 @@ class Segmentation:
         values = [('model', f'{s.model_path.name} ({s.meta.dataset}, '
                             f'{s.meta.num_classes} classes)'),
                   ('device', s.device.type), ('precision', s.precision),
-                  ('backend', s.backend),
+                  ('model_card', self.card_summary), ('backend', s.backend),
                   ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
                   ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
                   ('input_topic', cam.sub.topic_name),

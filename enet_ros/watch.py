@@ -67,3 +67,16 @@ def reference_of(card: dict) -> dict | None:
     return {'mean_confidence': float(sum(w * m['mean_confidence'] for w, m in zip(weights, runs))),
             'class_mix': sum(w * np.asarray(m['class_mix']) for w, m in zip(weights, runs)),
             'drives': sorted(card['heldout'])}
+
+
+def card_summary(card: dict) -> str:
+    """One line of a model card for diagnostics: data, training date, held-out figures."""
+    if not card:
+        return 'none (weights exported without a model card)'
+    data = card.get('data', {})
+    heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in
+                        sorted(card.get('heldout', {}).items()))
+    return (f'{data.get("dataset", "?")} {"+".join(data.get("splits", []))} '
+            f'({data.get("train_frames", "?")} frames), {card.get("epochs", "?")} epochs, '
+            f'trained {card.get("trained", "?")[:10]}; held-out class IoU: '
+            f'{heldout or "none recorded"}')

@@ -629,6 +629,7 @@ def test_blinded_or_noisy_camera_turns_diagnostics_to_warn(ros):
     (street_status, street_values) = found['street']
     assert street_status.level == street_status.OK, street_status.message
     assert 'held-out drives' in street_values['heldout_reference']
+    assert 'held-out class IoU: 0001TP' in street_values['model_card'], street_values
     black, _ = found['black']
     assert black.level == black.WARN and 'mean confidence' in black.message, black.message
     noise, noise_values = found['noise']
