@@ -3,6 +3,7 @@ this process (publisher and subscriber)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,19 @@ def wait_diag(client, predicate, timeout=10.0, name=None):
     status, values = diag_values(client, name)
     assert status is not None, f'no diagnostics status named {name!r}'
     return status, values
+
+
+@contextlib.contextmanager
+def serving(params: dict, ns: str, env=None, module='enet_ros.segmentation_node', **client):
+    """A node process in namespace ``ns`` and a client of it, both ready."""
+    with NodeProcess(params, ros_args=['-r', f'__ns:={ns}'], env=env, module=module) as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace=ns, name=f'{ns.strip("/")}_client', **client)
+        try:
+            c.wait_for_node()
+            yield proc, c
+        finally:
+            c.close()
 
 
 @pytest.fixture(scope='module')
@@ -336,21 +350,14 @@ def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
 def test_clean_shutdown(weights, ros, sig):
     """Stopped while frames stream in: exit 0, no traceback, no error from the inference
     thread publishing into a context that is already shut down."""
-    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
-                     ros_args=['-r', '__ns:=/shutdown']) as proc:
-        proc.wait_ready()
-        c = SegmentationClient(namespace='/shutdown', name='shutdown_client')
-        try:
-            c.wait_for_node()
-            img = np.zeros((64, 96, 3), np.uint8)
-            for _ in range(20):
-                c.publish(img)
-                time.sleep(0.01)
-            t = time.monotonic()
-            rc = proc.stop(sig)
-            stopped_in = time.monotonic() - t
-        finally:
-            c.close()
+    with serving({'model_path': str(weights), 'backend': 'eager'}, '/shutdown') as (proc, c):
+        img = np.zeros((64, 96, 3), np.uint8)
+        for _ in range(20):
+            c.publish(img)
+            time.sleep(0.01)
+        t = time.monotonic()
+        rc = proc.stop(sig)
+        stopped_in = time.monotonic() - t
         log = proc.log()
     assert rc == 0, log
     assert stopped_in < 5, stopped_in
@@ -381,25 +388,19 @@ def test_sigterm_during_the_first_compile_ends_it(weights, ros, tmp_path):
 def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
     """Frames keep arriving but every one is rejected: WARN, then ERROR after
     stale_timeout_s, with the reason; never OK."""
-    with NodeProcess({'model_path': str(weights), 'backend': 'eager', 'stale_timeout_s': 2.0},
-                     ros_args=['-r', '__ns:=/silent']) as proc:
-        proc.wait_ready()
-        c = SegmentationClient(namespace='/silent', name='silent_client')
-        try:
-            c.wait_for_node()
-            bad = np.zeros((8, 8, 2), np.uint8)
-            levels = []
-            deadline = time.monotonic() + 5.0
-            while time.monotonic() < deadline:
-                c.publish(bad, encoding='yuv422')
-                status, _ = diag_values(c, status_name('/silent'))
-                if status is not None:
-                    levels.append((status.level, status.message))
-                time.sleep(0.1)
-            status, values = wait_diag(c, lambda s, v: s.level == s.ERROR,
-                                       name=status_name('/silent'))
-        finally:
-            c.close()
+    with serving({'model_path': str(weights), 'backend': 'eager', 'stale_timeout_s': 2.0},
+                 '/silent') as (proc, c):
+        bad = np.zeros((8, 8, 2), np.uint8)
+        levels = []
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            c.publish(bad, encoding='yuv422')
+            status, _ = diag_values(c, status_name('/silent'))
+            if status is not None:
+                levels.append((status.level, status.message))
+            time.sleep(0.1)
+        status, values = wait_diag(c, lambda s, v: s.level == s.ERROR,
+                                   name=status_name('/silent'))
     assert status.level == status.ERROR, levels
     assert 'no mask published' in status.message
     assert "unsupported encoding 'yuv422'" in status.message
@@ -438,7 +439,10 @@ def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
     must not read the jumps between them as frames lost before it."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
-    with NodeProcess({'model_path': str(weights), 'backend': 'eager'},
+    # reliable input, and the second publisher matched before it publishes: every frame
+    # must arrive, so that any count of drops could only be inferred
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager',
+                      'input_reliability': 'reliable'},
                      ros_args=['-r', '__ns:=/twopub']) as proc:
         proc.wait_ready()
         c = SegmentationClient(namespace='/twopub', name='twopub_client', reliable_input=True)
@@ -450,6 +454,10 @@ def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
             for _ in range(12):  # the first publisher runs ahead: sequence 1..12
                 c.publish(img)
                 time.sleep(0.05)
+            deadline = time.monotonic() + 10.0
+            while second.get_subscription_count() < 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the node's side of the match too
             for _ in range(8):  # then both: 13, 1, 14, 2, ...
                 c.publish(img)
                 time.sleep(0.05)
@@ -609,23 +617,16 @@ def test_blinded_or_noisy_camera_turns_diagnostics_to_warn(ros):
               'noise': np.random.default_rng(0).integers(0, 256, street.shape, np.uint8)}
     name = status_name('/watch')
     found = {}
-    with NodeProcess({'backend': 'eager', 'device': 'cpu'},
-                     ros_args=['-r', '__ns:=/watch']) as proc:
-        proc.wait_ready()
-        c = SegmentationClient(namespace='/watch', name='watch_client')
-        try:
-            c.wait_for_node()
-            for kind, frame in frames.items():
-                # a window holding only this kind's frames: two diagnostics after the switch
-                deadline, seen = time.monotonic() + 20.0, 0
-                first = len(c.statuses(name))
-                while time.monotonic() < deadline and seen < 3:
-                    c.publish(frame, 'rgb8')
-                    time.sleep(0.1)
-                    seen = len(c.statuses(name)) - first
-                found[kind] = diag_values(c, name)
-        finally:
-            c.close()
+    with serving({'backend': 'eager', 'device': 'cpu'}, '/watch') as (proc, c):
+        for kind, frame in frames.items():
+            # a window holding only this kind's frames: two diagnostics after the switch
+            deadline, seen = time.monotonic() + 20.0, 0
+            first = len(c.statuses(name))
+            while time.monotonic() < deadline and seen < 3:
+                c.publish(frame, 'rgb8')
+                time.sleep(0.1)
+                seen = len(c.statuses(name)) - first
+            found[kind] = diag_values(c, name)
     (street_status, street_values) = found['street']
     assert street_status.level == street_status.OK, street_status.message
     assert 'held-out drives' in street_values['heldout_reference']
@@ -641,19 +642,13 @@ def test_humble_rclpy_fallback_serves_with_the_message_alone(weights, ros):
     """On Humble's rclpy (stand-in: callbacks get the message alone) the node serves every
     frame and says in diagnostics that drops before the node cannot be counted."""
     env = {**os.environ, 'PYTHONPATH': str(Path(__file__).parent)}
-    with NodeProcess({'model_path': str(weights), 'backend': 'eager'}, module='humble_rclpy',
-                     ros_args=['-r', '__ns:=/humble'], env=env) as proc:
-        proc.wait_ready()
-        c = SegmentationClient(namespace='/humble', name='humble_client')
-        try:
-            c.wait_for_node()
-            for i in range(3):
-                c.publish(np.full((48, 64, 3), 40 * i, np.uint8))
-                assert c.wait('mask', i + 1, 10.0), proc.log()
-            _, values = wait_diag(c, lambda s, v: v.get('frames_processed') == '3',
-                                  name=status_name('/humble'))
-        finally:
-            c.close()
+    with serving({'model_path': str(weights), 'backend': 'eager'}, '/humble', env=env,
+                 module='humble_rclpy') as (proc, c):
+        for i in range(3):
+            c.publish(np.full((48, 64, 3), 40 * i, np.uint8))
+            assert c.wait('mask', i + 1, 10.0), proc.log()
+        _, values = wait_diag(c, lambda s, v: v.get('frames_processed') == '3',
+                              name=status_name('/humble'))
         assert proc.proc.poll() is None, proc.log()
     assert values['frames_processed'] == '3'
     assert values['frames_dropped_before_node'].startswith('unknown'), values
