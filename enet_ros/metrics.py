@@ -67,3 +67,35 @@ def summarize_ms(seconds) -> dict:
         return {'mean_ms': None, 'median_ms': None, 'p95_ms': None, 'max_ms': None}
     return {'mean_ms': float(v.mean()), 'median_ms': float(np.median(v)),
             'p95_ms': float(np.percentile(v, 95)), 'max_ms': float(v.max())}
+
+
+class Evaluation:
+    """One evaluation loop for every tool: ``add`` segments a frame with the node's core
+    (and records the run-time watch's figures), ``score`` counts it against its labels,
+    ``metrics`` gives the Table 5 metrics with the confusion matrix, the mean confidence
+    and the class mix (what ``watch.Watch`` compares a camera with)."""
+
+    def __init__(self, segmenter):
+        from enet_ros.watch import Watch
+        self.segmenter = segmenter
+        self.cm = ConfusionMatrix(segmenter.meta.num_classes)
+        self.watch = Watch(None, segmenter.meta.num_classes)
+
+    def add(self, image: np.ndarray, order: str = 'rgb'):
+        result = self.segmenter.segment_with_confidence(image, order, False)
+        self.watch.add(result.labels, result.mean_confidence)
+        return result
+
+    def score(self, target: np.ndarray, labels: np.ndarray) -> None:
+        self.cm.update(target, labels)
+
+    @property
+    def scored(self) -> bool:
+        return bool(self.cm.mat.sum())
+
+    def metrics(self) -> dict:
+        metrics = self.cm.compute(list(self.segmenter.class_names))
+        metrics['confusion_matrix'] = self.cm.mat.tolist()
+        metrics['mean_confidence'], counts = self.watch.take()
+        metrics['class_mix'] = (counts / max(counts.sum(), 1)).tolist()
+        return metrics

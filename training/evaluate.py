@@ -19,9 +19,8 @@ import tempfile
 import numpy as np
 from tqdm import tqdm
 
-from enet_ros.metrics import ConfusionMatrix, format_metrics
+from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
-from enet_ros.watch import Watch
 from training import checkpoint, datasets
 from enet_ros.tools.cli import add_model_args
 
@@ -41,19 +40,11 @@ def get_args(argv=None) -> argparse.Namespace:
 
 def evaluate_segmenter(segmenter: Segmenter, images, targets, progress: bool = True) -> dict:
     """Metrics of ``segmenter`` over RGB images and (H, W) targets (255 = ignore)."""
-    cm = ConfusionMatrix(segmenter.meta.num_classes)
-    watch = Watch(None, segmenter.meta.num_classes)
+    evaluation = Evaluation(segmenter)
     for img, tgt in tqdm(zip(images, targets), total=len(images), disable=not progress,
                          desc='evaluate'):
-        result = segmenter.segment_with_confidence(img, 'rgb', False)
-        cm.update(tgt, result.labels)
-        watch.add(result.labels, result.mean_confidence)
-    metrics = cm.compute(list(segmenter.class_names))
-    metrics['confusion_matrix'] = cm.mat.tolist()
-    # what the node's run-time watch compares each camera with
-    metrics['mean_confidence'], counts = watch.take()
-    metrics['class_mix'] = (counts / max(counts.sum(), 1)).tolist()
-    return metrics
+        evaluation.score(tgt, evaluation.add(img, 'rgb').labels)
+    return evaluation.metrics()
 
 
 def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:

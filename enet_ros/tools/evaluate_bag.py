@@ -30,7 +30,7 @@ from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError
 from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array
-from enet_ros.metrics import ConfusionMatrix, format_metrics, summarize_ms
+from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.tools.cli import add_model_args
 
@@ -205,7 +205,7 @@ def evaluate_bag(args) -> int:
     topic = reader.image_topic(args.topic, exclude=(args.label_topic,))
     labels = LabelSource(args, reader, seg.meta.num_classes)
     writer = BagWriter(args.output_bag, args.output_storage) if args.output_bag else None
-    cm = ConfusionMatrix(seg.meta.num_classes) if labels.enabled else None
+    evaluation = Evaluation(seg)
     timings = {s: [] for s in STAGES}
     skipped: dict[str, int] = {}
     samples, evaluated, stopped = [], 0, None
@@ -225,7 +225,7 @@ def evaluate_bag(args) -> int:
                 key = str(exc).split(';')[0]
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
-            ids, t = seg.segment(image, order)
+            ids, _, _, t = evaluation.add(image, order)
             for stage in STAGES[:3]:
                 timings[stage].append(getattr(t, stage))
             timings['total'].append(t.total)
@@ -235,7 +235,7 @@ def evaluate_bag(args) -> int:
                 if gt.shape != ids.shape:
                     raise LabelError(f'label for frame {index} is {gt.shape[1]}x{gt.shape[0]}, '
                                      f'the image {ids.shape[1]}x{ids.shape[0]}')
-                cm.update(gt, ids)
+                evaluation.score(gt, ids)
             if len(samples) < 3 and index % 10 == 0:
                 rgb = image if order == 'rgb' else image[:, :, ::-1]
                 samples.append((np.ascontiguousarray(rgb), seg.colorize(ids),
@@ -252,7 +252,7 @@ def evaluate_bag(args) -> int:
             writer.close()
         reader.close()
     elapsed = time.perf_counter() - start
-    metrics = cm.compute(list(seg.class_names)) if cm is not None and cm.mat.sum() else None
+    metrics = evaluation.metrics() if evaluation.scored else None
     result = {
         'bag': str(args.bag), 'topic': topic, 'model': seg.describe(),
         'frames_evaluated': evaluated, 'frames_skipped': sum(skipped.values()),
@@ -263,7 +263,6 @@ def evaluate_bag(args) -> int:
     }
     if metrics:
         result.update(metrics)
-        result['confusion_matrix'] = cm.mat.tolist()
     write_report(args, result, timings, metrics, samples, seg.meta)
     _print(result, metrics, skipped)
     return 0 if stopped is None else 3
