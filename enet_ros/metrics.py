@@ -79,7 +79,7 @@ class Evaluation:
         from enet_ros.watch import Watch
         self.segmenter = segmenter
         self.cm = ConfusionMatrix(segmenter.meta.num_classes)
-        self.watch = Watch(None, segmenter.meta.num_classes)
+        self.watch = Watch(segmenter.meta.num_classes)
 
     def add(self, image: np.ndarray, order: str = 'rgb'):
         result = self.segmenter.segment_with_confidence(image, order, False)

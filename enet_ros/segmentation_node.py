@@ -44,7 +44,7 @@ from enet_ros import topics
 from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
-from enet_ros.watch import card_summary, mix_distance, reference_of, Watch
+from enet_ros.watch import card_summary, judge, reference_of, Watch
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
@@ -141,7 +141,7 @@ class CameraStream:
         self.last_seq = None  # publication sequence number of the last frame
         self.unseen = 0  # dropped frames that never reached the callback
         self.last_error = ''
-        self.watch = Watch(node.watch_reference, node.segmenter.meta.num_classes)
+        self.watch = Watch(node.segmenter.meta.num_classes)
 
     def subscribe(self) -> None:
         node = self.node
@@ -505,7 +505,9 @@ class Segmentation:
             shown[3] = 'unknown: this rclpy passes no message info (Humble)'
         values += list(zip(names, shown))
         values.append(('last_error', last_error))
-        doubt, seen_values = self._watch(seen)
+        doubt, seen_values = judge(*seen, self.watch_reference, s.class_names,
+                                   self.get_parameter('min_confidence_ratio').value,
+                                   self.get_parameter('max_class_mix_distance').value)
         values += seen_values
         status.values = [KeyValue(key=k, value=v) for k, v in values]
         processing = window['processing']
@@ -532,38 +534,6 @@ class Segmentation:
         else:
             status.level, status.message = DiagnosticStatus.OK, 'ok'
         return status
-
-
-    def _watch(self, seen) -> tuple[str, list[tuple[str, str]]]:
-        """(why the masks are in doubt or '', diagnostics values) for one window's
-        mean confidence and class counts, against the model card's held-out figures."""
-        confidence, counts = seen
-        names = self.segmenter.class_names
-        total = counts.sum()
-        top = np.argsort(counts)[::-1][:3]
-        mix = ', '.join(f'{names[i]} {100 * counts[i] / total:.0f}%' for i in top
-                        if counts[i]) if total else ''
-        values = [('mean_confidence', f'{confidence:.3f}'), ('class_mix', mix)]
-        ref = self.watch_reference
-        if ref is None:
-            values.append(('heldout_reference', 'none in the model card: watch off'))
-            return '', values
-        distance = mix_distance(counts, ref['class_mix'])
-        values += [('heldout_mean_confidence', f'{ref["mean_confidence"]:.3f}'),
-                   ('class_mix_distance', f'{distance:.2f}'),
-                   ('heldout_reference', f'model card, held-out drives '
-                                         f'{", ".join(ref["drives"])}')]
-        doubts = []
-        ratio = self.get_parameter('min_confidence_ratio').value
-        if confidence < ratio * ref['mean_confidence']:
-            doubts.append(f'mean confidence {confidence:.2f} below {ratio:g} x held-out '
-                          f'{ref["mean_confidence"]:.2f}')
-        limit = self.get_parameter('max_class_mix_distance').value
-        if distance > limit:
-            doubts.append(f'class mix {distance:.2f} from held-out (limit {limit:g}): {mix}')
-        if doubts:
-            doubts.append('camera blinded, covered, dirty or dark? masks in doubt')
-        return '; '.join(doubts), values
 
 
 class SegmentationNode(Segmentation, Node):

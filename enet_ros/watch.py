@@ -36,9 +36,7 @@ def mix_distance(counts: np.ndarray, reference) -> float:
 class Watch:
     """Confidence and class mix of one camera's frames over a diagnostics window."""
 
-    def __init__(self, reference: dict | None, num_classes: int):
-        # reference: the model card's held-out figures (mean_confidence, class_mix), or None
-        self.reference = reference
+    def __init__(self, num_classes: int):
         self.num_classes = num_classes
         self.confidence: list[float] = []
         self.counts = np.zeros(num_classes, np.int64)
@@ -53,6 +51,35 @@ class Watch:
                self.counts)
         self.confidence, self.counts = [], np.zeros(self.num_classes, np.int64)
         return out
+
+
+def judge(confidence: float, counts: np.ndarray, reference: dict | None, names,
+          min_ratio: float, max_distance: float) -> tuple[str, list[tuple[str, str]]]:
+    """(why the masks are in doubt, or '', and the diagnostics values) for one window's
+    mean confidence and class counts against the held-out ``reference`` (``reference_of``)."""
+    total = counts.sum()
+    top = np.argsort(counts)[::-1][:3]
+    mix = ', '.join(f'{names[i]} {100 * counts[i] / total:.0f}%' for i in top
+                    if counts[i]) if total else ''
+    values = [('mean_confidence', f'{confidence:.3f}'), ('class_mix', mix)]
+    if reference is None:
+        values.append(('heldout_reference', 'none in the model card: watch off'))
+        return '', values
+    held = reference['mean_confidence']
+    distance = mix_distance(counts, reference['class_mix'])
+    values += [('heldout_mean_confidence', f'{held:.3f}'),
+               ('class_mix_distance', f'{distance:.2f}'),
+               ('heldout_reference', f'model card, held-out drives '
+                                     f'{", ".join(reference["drives"])}')]
+    doubts = []
+    if confidence < min_ratio * held:
+        doubts.append(f'mean confidence {confidence:.2f} below {min_ratio:g} x held-out '
+                      f'{held:.2f}')
+    if distance > max_distance:
+        doubts.append(f'class mix {distance:.2f} from held-out (limit {max_distance:g}): {mix}')
+    if doubts:
+        doubts.append('camera blinded, covered, dirty or dark? masks in doubt')
+    return '; '.join(doubts), values
 
 
 def reference_of(card: dict) -> dict | None:
