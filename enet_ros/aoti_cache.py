@@ -113,11 +113,13 @@ def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
     info(f'compiling the network for {tuple(example.shape)} {str(example.dtype)[6:]} '
         f'(once; cached in {path.parent})')
     t = time.perf_counter()
-    with torch.inference_mode():
+    # freezing constant-folds the weights, prepacks them for oneDNN and fuses activations
+    # into the convolutions; inductor applies it only with gradients off (under
+    # inference_mode the export would keep the weights as inputs it cannot fold)
+    with torch.no_grad():
         program = torch.export.export(net, (example,))
-    # freezing constant-folds the weights and prepacks them for oneDNN (the bf16 speed-up)
-    _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
-        program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
+        _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
+            program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
     digest = _sha256(path)
     _write_atomic(path.with_name(path.name + '.sha256'), lambda p: p.write_text(digest + '\n'))
     info(f'compiled in {time.perf_counter() - t:.1f} s')

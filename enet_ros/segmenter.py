@@ -136,6 +136,34 @@ def reference_frame() -> np.ndarray:
     return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
 
 
+class FrameNetwork(torch.nn.Module):
+    """The whole per-frame computation after resizing, as one graph (compiled as one
+    package): (1, H, W, 3) uint8 RGB -> normalise -> the fused network -> per-pixel class
+    ids (1, H, W) uint8, the frame's mean confidence (0-d float32) and the logits
+    (1, C, H, W) for a confidence map. No float copy of the frame is made in Python."""
+
+    def __init__(self, net: torch.nn.Module, mean, std):
+        super().__init__()
+        self.net = net
+        self.dtype = next(net.parameters()).dtype
+        mean, std = torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1)
+        # x_norm = x_uint8 * scale + shift
+        self.register_buffer('scale', 1.0 / (255.0 * std))
+        self.register_buffer('shift', -mean / std)
+
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        # (1, H, W, 3) viewed as NCHW is already channels_last: no transpose copy
+        x = image.permute(0, 3, 1, 2).float() * self.scale + self.shift
+        return x.to(self.dtype)
+
+    def forward(self, image: torch.Tensor):
+        logits = self.net(self.normalise(image))
+        ids = logits.argmax(1).to(torch.uint8)
+        # every 4th pixel of every 4th row is plenty for a frame's mean, at 1/16 the cost
+        mean_confidence = logits[:, :, ::4, ::4].float().softmax(1).amax(1).mean()
+        return ids, mean_confidence, logits
+
+
 class Segmenter:
     """ENet inference on single frames.
 
@@ -156,38 +184,34 @@ class Segmenter:
         self.input_size = tuple(input_size) if input_size else self.meta.input_size
         check_input_size(*self.input_size)
         self.dtype = DTYPES[self.precision]
-        self.net = fuse_for_inference(model, switches=self.backend == 'compile')
-        self.net = self.net.to(self.device, self.dtype, memory_format=torch.channels_last)
-        mean = torch.tensor(self.meta.mean, device=self.device).view(1, 3, 1, 1)
-        std = torch.tensor(self.meta.std, device=self.device).view(1, 3, 1, 1)
-        # x_norm = x_uint8 * scale + shift, computed once
-        self._scale = (1.0 / (255.0 * std)).float()
-        self._shift = (-mean / std).float()
+        fused = fuse_for_inference(model, switches=self.backend == 'compile')
+        fused = fused.to(self.device, self.dtype, memory_format=torch.channels_last)
+        self.net = FrameNetwork(fused, self.meta.mean, self.meta.std).to(self.device)
         if self.backend == 'compile':
             h, w = self.input_size
-            example = torch.zeros(1, 3, h, w, device=self.device, dtype=self.dtype)
-            # the package depends on the weights, the network code, the shape, precision,
-            # device, torch and the CPU's instruction set that inductor compiled for
+            example = torch.zeros(1, h, w, 3, device=self.device, dtype=torch.uint8)
+            # the package depends on the weights, the network and frame code, the shape,
+            # precision, device, torch and the CPU's instruction set inductor compiled for
             digest = hashlib.sha256(self.model_path.read_bytes())
             digest.update(Path(model_module.__file__).read_bytes())
+            digest.update(Path(__file__).read_bytes())
             digest.update(f'{h}x{w} {self.precision} {self.device.type} torch '
                           f'{torch.__version__} {torch.backends.cpu.get_cpu_capability()}'
                           .encode())
             eager = self.net
             frame = self._to_tensor(reference_frame(), 'rgb')
             with torch.inference_mode():
-                want = eager(frame)[0].argmax(0)
+                want = eager(frame)[0]
 
             def check(fn) -> None:
                 with torch.inference_mode():
-                    got = fn(frame)[0].argmax(0)
+                    got = fn(frame)[0]
                 same = 100.0 * (got == want).float().mean().item()
                 if same < MIN_AGREEMENT:
                     raise ValueError(f'class ids agree with the eager network on {same:.1f}% '
                                      f'of a reference frame')
 
-            self.net = compile_ahead(eager, example.to(memory_format=torch.channels_last),
-                                     digest.hexdigest()[:20], check, info, warn)
+            self.net = compile_ahead(eager, example, digest.hexdigest()[:20], check, info, warn)
         palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
         palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
         # one 256-entry lookup table per output channel, per channel order
@@ -204,17 +228,15 @@ class Segmenter:
                 f'{self.input_size[1]}x{self.input_size[0]}')
 
     def _to_tensor(self, image: np.ndarray, order: str) -> torch.Tensor:
+        """The (1, H, W, 3) uint8 RGB tensor at the network's size that ``self.net`` takes."""
         h, w = self.input_size
         if image.shape[:2] != (h, w):
             image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA
                                if image.shape[0] > h else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(image)).to(self.device, non_blocking=True)
         if order == 'bgr':
-            x = x.flip(-1)
-        # (1, H, W, 3) viewed as NCHW is already channels_last: no transpose copy.
-        x = x.unsqueeze(0).permute(0, 3, 1, 2).float()
-        x = (x * self._scale + self._shift).to(self.dtype)
-        return x.contiguous(memory_format=torch.channels_last)  # what the package expects
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        x = torch.from_numpy(np.ascontiguousarray(image))
+        return x.unsqueeze(0).to(self.device, non_blocking=True)
 
     def check_image(self, image: np.ndarray) -> None:
         if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 \
@@ -243,19 +265,16 @@ class Segmenter:
             events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
             events[0].record()
         t1 = time.perf_counter()
-        logits = self.net(x)
+        ids, mean_confidence, logits = self.net(x)
         if cuda:
             events[1].record()
         t2 = time.perf_counter()
-        ids = logits[0].max(0).indices.to(torch.uint8)
-        # every 4th pixel of every 4th row is plenty for a frame's mean, at 1/16 the cost
-        mean_confidence = logits[0, :, ::4, ::4].float().softmax(0).max(0).values.mean()
         conf = None
         if confidence:
             conf = (logits[0].float().softmax(0).max(0).values * 255).round_().to(torch.uint8)
         if cuda:
             events[2].record()
-        labels = ids.cpu().numpy()  # the one device->host copy (and sync) per frame
+        labels = ids[0].cpu().numpy()  # the one device->host copy (and sync) per frame
         h, w = image.shape[:2]
         if labels.shape != (h, w):
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -141,7 +141,7 @@ def test_export_load_identical_and_onnx_parity(tiny_camvid, tmp_path, camvid_roo
     seg = Segmenter(out, 'cpu', 'fp32', 'eager')
     ids, _ = seg.segment(img)
     ref = model.eval().half().float()
-    x = seg._to_tensor(img, 'rgb').contiguous()
+    x = seg.net.normalise(seg._to_tensor(img, 'rgb')).contiguous()
     with torch.no_grad():
         ref_ids = ref(x)[0].argmax(0).numpy()
     assert (ids == ref_ids).mean() > 0.999
@@ -149,7 +149,7 @@ def test_export_load_identical_and_onnx_parity(tiny_camvid, tmp_path, camvid_roo
     import onnxruntime as ort
     sess = ort.InferenceSession(str(out.with_suffix('.onnx')))
     with torch.no_grad():
-        torch_logits = seg.net(x).float().numpy()
+        torch_logits = seg.net.net(x).float().numpy()
     onnx_logits = sess.run(None, {'image': x.numpy()})[0]
     assert np.abs(onnx_logits - torch_logits).max() < 1e-3
     assert (onnx_logits.argmax(1) == torch_logits.argmax(1)).mean() > 0.999
