@@ -158,9 +158,20 @@ class FrameNetwork(torch.nn.Module):
 
     def forward(self, image: torch.Tensor):
         logits = self.net(self.normalise(image))
-        ids = logits.argmax(1).to(torch.uint8)
-        # every 4th pixel of every 4th row is plenty for a frame's mean, at 1/16 the cost
-        mean_confidence = logits[:, :, ::4, ::4].float().softmax(1).amax(1).mean()
+        # argmax as a running maximum over the class maps (the first on ties, as argmax):
+        # inductor vectorises it over pixels; its argmax over channels-last logits took
+        # 5 times as long (5.3 against 1.0 ms at 480x360 here)
+        best = logits[:, 0]
+        ids = torch.zeros_like(best, dtype=torch.uint8)
+        for c in range(1, logits.shape[1]):
+            better = logits[:, c] > best
+            best = torch.where(better, logits[:, c], best)
+            ids = torch.where(better, c, ids).to(torch.uint8)
+        # the softmax maximum is 1 / sum(exp(logit - max)); every 4th pixel of every 4th
+        # row is plenty for a frame's mean, at 1/16 the cost
+        sample = logits[:, :, ::4, ::4].float()
+        top = sample.amax(1, keepdim=True)
+        mean_confidence = (1.0 / (sample - top).exp().sum(1)).mean()
         return ids, mean_confidence, logits
 
 

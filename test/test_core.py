@@ -90,6 +90,17 @@ def test_segment_shapes_and_orders(seg):
     np.testing.assert_array_equal(labels, bgr_labels)
 
 
+def test_frame_network_ids_and_confidence_are_the_logits_argmax_and_softmax(seg):
+    frame = seg._to_tensor(np.random.default_rng(2).integers(0, 256, (64, 96, 3), np.uint8),
+                           'rgb')
+    with torch.inference_mode():
+        ids, mean_confidence, logits = seg.net(frame)
+    assert ids.dtype == torch.uint8
+    assert torch.equal(ids, logits.argmax(1).to(torch.uint8))
+    want = logits[:, :, ::4, ::4].softmax(1).amax(1).mean()
+    assert abs(float(mean_confidence) - float(want)) < 1e-5
+
+
 def test_cpu_frames_reuse_freed_memory(weights):
     # glibc's defaults give back each frame's activations and fault them in again next
     # frame (thousands of minor page faults a frame: benchmarks/core_ablation.py); the
@@ -163,8 +174,13 @@ def test_compiled_backend_matches_eager_and_reuses_its_package(weights, tmp_path
     monkeypatch.setenv('ENET_ROS_CACHE', str(tmp_path / 'cache'))
     img = np.random.default_rng(1).integers(0, 256, (64, 96, 3), dtype=np.uint8)
     eager = Segmenter(weights, 'cpu', 'fp32', 'eager')
+    from torch._dynamo.utils import counters
+    counters.clear()
     compiled, lines = _compiled(weights)
     assert any(line.startswith('compiling the network') for line in lines), lines
+    # frozen: every convolution's weights prepacked for oneDNN (inductor skips freezing,
+    # silently, when gradients are on during the compile)
+    assert counters['inductor']['mkldnn_conv_weight_pack_matcher_count'] >= 80
     assert any(line.startswith('compiled in') for line in lines), lines
     for order in ('rgb', 'bgr'):
         assert (eager.segment(img, order)[0] == compiled.segment(img, order)[0]).mean() > 0.999
