@@ -1,6 +1,6 @@
 """What three choices of the CPU path are worth, each against its alternative, batch 1.
 
-    python benchmarks/core_ablation.py [--runs 30] [--readme]
+    python -m benchmarks.core_ablation [--runs 30] [--readme]
 
 - Kept memory: ``Segmenter`` calls ``keep_freed_memory`` on CPU. Measured in fresh
   processes with and without it (the setting is process-wide), alternating; median ms of
@@ -28,14 +28,12 @@ import tempfile
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.core_speed import median_ms  # noqa: E402
-from benchmarks.report import header, publish, REPO, table  # noqa: E402
-from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
-from enet_ros.model import fuse_for_inference  # noqa: E402
-from enet_ros.aoti_cache import compile_ahead  # noqa: E402
-from enet_ros.segmenter import keep_freed_memory  # noqa: E402
+from benchmarks.core_speed import median_ms
+from benchmarks.report import header, publish, REPO, table
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from enet_ros.model import fuse_for_inference
+from enet_ros.aoti_cache import compile_ahead
+from enet_ros.segmenter import keep_freed_memory
 
 ROUNDS = 3
 

@@ -1,6 +1,6 @@
 """Inference speed of the core at 480x360 .. 1920x1080, batch 1, every backend and precision.
 
-    python benchmarks/core_speed.py [--weights FILE] [--runs 20] [--readme]
+    python -m benchmarks.core_speed [--weights FILE] [--runs 20] [--readme]
 
 Each row is the median of ``--runs`` timed runs of the network (``Timings.inference``)
 after warm-up, plus the whole ``segment()`` call (resize, normalise, network, argmax,
@@ -27,11 +27,9 @@ import time
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.report import header, publish, REPO, table  # noqa: E402
-from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint  # noqa: E402
-from enet_ros.segmenter import keep_freed_memory, Segmenter  # noqa: E402
+from benchmarks.report import header, publish, REPO, table
+from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
+from enet_ros.segmenter import keep_freed_memory, Segmenter
 
 SIZES = [(360, 480), (360, 640), (720, 1280), (1080, 1920)]
 CONFIGS = [('eager', 'fp32'), ('eager', 'bf16'), ('eager', 'fp16'),

@@ -1,10 +1,10 @@
 """The node over real DDS on one host: latency, transport loss, soak, several cameras.
 
-    python benchmarks/node_perf.py latency   [--readme]  # e2e vs core inference, 640x360/720p
-    python benchmarks/node_perf.py transport [--readme]  # FastDDS defaults vs config/fastdds.xml
-    python benchmarks/node_perf.py soak      [--readme]  # 720p 30 Hz: mask only vs all outputs
-    python benchmarks/node_perf.py cameras   [--readme]  # throughput with 1, 2, 4 cameras
-    python benchmarks/node_perf.py shared    [--readme]  # idle vs a busy neighbour
+    python -m benchmarks.node_perf latency   [--readme]  # e2e vs core inference, 640x360/720p
+    python -m benchmarks.node_perf transport [--readme]  # FastDDS defaults vs config/fastdds.xml
+    python -m benchmarks.node_perf soak      [--readme]  # 720p 30 Hz: mask only vs all outputs
+    python -m benchmarks.node_perf cameras   [--readme]  # throughput with 1, 2, 4 cameras
+    python -m benchmarks.node_perf shared    [--readme]  # idle vs a busy neighbour
 
 Every run starts the node as its own process with the shipped weights and its default
 device, precision and backend, as ``ros2 run`` would (``--backend`` etc. override).
@@ -13,25 +13,25 @@ device, precision and backend, as ``ros2 run`` would (``--backend`` etc. overrid
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 from pathlib import Path
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.core_speed import reference_ms  # noqa: E402
-from benchmarks.report import header, publish, REPO, table  # noqa: E402
-from enet_ros.checkpoint import DEFAULT_WEIGHTS  # noqa: E402
-from enet_ros.segmentation_node import STAGES  # noqa: E402
-from enet_ros.topics import status_name  # noqa: E402
-from enet_ros.tools.graph import (  # noqa: E402
+from benchmarks.core_speed import reference_ms
+from benchmarks.report import header, publish, REPO, table
+from enet_ros.checkpoint import DEFAULT_WEIGHTS
+from enet_ros.segmentation_node import STAGES
+from enet_ros.topics import status_name
+from enet_ros.tools.client import (
     NodeProcess, profiles_variable, ros_env, SegmentationClient)
-from enet_ros.tools.cli import add_model_args  # noqa: E402
+from enet_ros.tools.cli import add_model_args
 
 SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
 
@@ -45,17 +45,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith('VmRSS:'):
             return int(line.split()[1]) / 1024
     return float('nan')
-
-
-def diag_mean(client, key: str, name: str) -> float:
-    """Per-frame mean over the run of a per-second diagnostics mean: each window weighted
-    by the frames it processed (windows without frames left out)."""
-    pairs = [(float(s[key]), float(s['output_fps'])) for s in client.statuses(name)
-             if s.get(key, 'nan') != 'nan' and float(s.get('output_fps', 0)) > 0]
-    if not pairs:
-        return float('nan')
-    means, frames = np.asarray(pairs).T
-    return float((means * frames).sum() / frames.sum())
 
 
 def start(args, extra: dict | None = None, ns: str = '') -> NodeProcess:
@@ -77,14 +66,11 @@ def latency(args) -> str:
                                    name='bench_latency')
             try:
                 c.wait_for_node()
-                img = frame(h, w)
-                for i in range(args.frames):  # lockstep: each frame after the last mask
-                    c.publish(img)
-                    c.wait('mask', i + 1, 10)
+                c.drive(itertools.repeat(frame(h, w), args.frames))  # lockstep
                 time.sleep(1.2)
                 lat = np.asarray(c.latencies()[5:]) * 1000  # skip the first few
                 name = status_name('/bench')
-                stage = {k: diag_mean(c, f'{k}_ms_mean', name) for k in STAGES}
+                stage = {k: c.frame_mean(name, f'{k}_ms_mean') for k in STAGES}
                 d = c.last_status(name)
             finally:
                 c.close()
@@ -203,21 +189,24 @@ def soak_once(args, outputs: tuple[str, ...]) -> dict:
                                outputs=outputs)
         try:
             c.wait_for_node()
-            imgs = [frame(h, w, s) for s in range(4)]
-            rss, t0, i = [], time.monotonic(), 0
-            next_sample = t0
-            while time.monotonic() - t0 < args.seconds:
-                c.publish(imgs[i % 4])
-                i += 1
-                if time.monotonic() >= next_sample:
+            rss, done, t0 = [], threading.Event(), time.monotonic()
+
+            def sample() -> None:  # the node's memory every 5 s
+                while True:
                     rss.append((time.monotonic() - t0, rss_mb(node.proc.pid)))
-                    next_sample += 5
-                time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
-            time.sleep(2)
+                    if done.wait(5):
+                        return
+            sampler = threading.Thread(target=sample)
+            sampler.start()
+            imgs = [frame(h, w, s) for s in range(4)]
+            i = len(c.drive(itertools.cycle(imgs), 30, timeout=2, seconds=args.seconds))
+            done.set()
+            sampler.join()
             alive = node.proc.poll() is None
             lat = np.asarray(c.latencies()) * 1000
-            windows = c.statuses(status_name('/soak'))
-            d = windows[-1]
+            name = status_name('/soak')
+            frame_means = {k: c.frame_mean(name, f'{k}_ms_mean') for k in ('inference', 'publish')}
+            d = c.last_status(name)
             got = {k: c.received[k].count for k in outputs}
         finally:
             c.close()
@@ -233,18 +222,12 @@ def soak_once(args, outputs: tuple[str, ...]) -> dict:
             f'{d.get("frames_received")} / {d.get("frames_processed")} / '
             f'{d.get("frames_dropped")} / {d.get("frames_dropped_before_node")} / '
             f'{d.get("frames_rejected")}',
-        **{f'node {stage} stage ms (mean of 1 s windows)': f'{stage_mean(windows, stage):.1f}'
+        **{f'node {stage} stage ms (per-frame mean)': f'{frame_means[stage]:.1f}'
            for stage in ('inference', 'publish')},
         'e2e latency median / p95 / max ms':
             f'{np.median(lat):.0f} / {np.percentile(lat, 95):.0f} / {lat.max():.0f}',
         'RSS at 30 s / at end (MB)': f'{base:.0f} / {end:.0f}',
         'RSS growth after 30 s': f'{100 * (end - base) / base:+.1f}%'}
-
-
-def stage_mean(windows: list[dict], stage: str) -> float:
-    values = [float(w[f'{stage}_ms_mean']) for w in windows
-              if w.get(f'{stage}_ms_mean', 'nan') != 'nan']
-    return float(np.mean(values)) if values else float('nan')
 
 
 def soak(args) -> str:
@@ -272,14 +255,14 @@ def cameras(args) -> str:
                 for c in clients:
                     c.wait_for_node()
                 img = frame(h, w)
-                t0, i = time.monotonic(), 0
-                while time.monotonic() - t0 < args.seconds:
-                    for c in clients:
-                        c.publish(img)
-                    i += 1
-                    time.sleep(max(0.0, t0 + i / 30 - time.monotonic()))
-                elapsed = time.monotonic() - t0
-                time.sleep(1)
+                drivers = [threading.Thread(target=c.drive, args=(itertools.repeat(img), 30),
+                                            kwargs={'timeout': 1, 'seconds': args.seconds})
+                           for c in clients]
+                for d in drivers:
+                    d.start()
+                for d in drivers:
+                    d.join()
+                elapsed = args.seconds
                 got = [c.received['mask'].count for c in clients]
                 lat = np.concatenate([np.asarray(c.latencies()) for c in clients]) * 1000
             finally:
@@ -320,13 +303,11 @@ def shared(args) -> str:
                                            keep=False, name='bench_shared')
                     try:
                         c.wait_for_node()
-                        t0, sent, measured_from = time.monotonic(), 0, 0
-                        while time.monotonic() - t0 < args.seconds:
-                            if not measured_from and time.monotonic() - t0 > args.seconds / 2:
-                                measured_from = sent  # the first half lets the node settle
-                            c.publish(img)
-                            sent += 1
-                            c.wait('mask', sent, 30)
+                        # the first half lets the node settle; the second is measured
+                        measured_from = len(c.drive(itertools.repeat(img), timeout=30,
+                                                    seconds=args.seconds / 2))
+                        sent = measured_from + len(c.drive(itertools.repeat(img), timeout=30,
+                                                           seconds=args.seconds / 2))
                         time.sleep(1.2)
                         lat = np.asarray(c.latencies()[measured_from:]) * 1000
                         got = c.received['mask'].count

@@ -4,6 +4,7 @@ this process (publisher and subscriber)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 import pytest
 
 from enet_ros.segmenter import reference_frame, Segmenter
-from enet_ros.tools.graph import NodeProcess, ros_env, SegmentationClient
+from enet_ros.tools.client import NodeProcess, ros_env, SegmentationClient
 from enet_ros.topics import status_name
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
@@ -351,10 +352,7 @@ def test_clean_shutdown(weights, ros, sig):
     """Stopped while frames stream in: exit 0, no traceback, no error from the inference
     thread publishing into a context that is already shut down."""
     with serving({'model_path': str(weights), 'backend': 'eager'}, '/shutdown') as (proc, c):
-        img = np.zeros((64, 96, 3), np.uint8)
-        for _ in range(20):
-            c.publish(img)
-            time.sleep(0.01)
+        c.drive(itertools.repeat(np.zeros((64, 96, 3), np.uint8), 20), pace=100, timeout=0)
         t = time.monotonic()
         rc = proc.stop(sig)
         stopped_in = time.monotonic() - t
@@ -650,9 +648,8 @@ def test_humble_rclpy_fallback_serves_with_the_message_alone(weights, ros):
     with serving({'model_path': str(weights), 'backend': 'eager',
                   'input_reliability': 'reliable'}, '/humble', env=env,
                  module='humble_rclpy', reliable_input=True) as (proc, c):
-        for i in range(3):
-            c.publish(np.full((48, 64, 3), 40 * i, np.uint8))
-            assert c.wait('mask', i + 1, 10.0), proc.log()
+        c.drive([np.full((48, 64, 3), 40 * i, np.uint8) for i in range(3)])  # lockstep
+        assert c.received['mask'].count == 3, proc.log()
         _, values = wait_diag(c, lambda s, v: v.get('frames_processed') == '3',
                               name=status_name('/humble'))
         assert proc.proc.poll() is None, proc.log()

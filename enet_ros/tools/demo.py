@@ -26,7 +26,7 @@ import numpy as np
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
 from enet_ros.metrics import summarize_ms
-from enet_ros.tools.graph import apply_ros_env, NodeProcess, SegmentationClient
+from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
 from enet_ros.tools.cli import add_model_args
 from enet_ros.topics import status_name
 
@@ -120,16 +120,9 @@ def main(argv=None) -> int:
                                     reliable_input=True, name='enet_demo')
         try:
             client.wait_for_node()
-            sent = []
-            period = 1.0 / args.rate
-            next_t = time.monotonic()
-            for loop in range(args.loops):
-                for i, frame in enumerate(frames):
-                    msg = client.publish(frame, 'bgr8', frame_id='camera')
-                    sent.append((loop, i, (msg.header.stamp.sec, msg.header.stamp.nanosec)))
-                    next_t += period
-                    time.sleep(max(0.0, next_t - time.monotonic()))
-            client.wait('mask', len(sent), timeout=10)
+            msgs = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
+            sent = [(k // len(frames), k % len(frames),
+                     (m.header.stamp.sec, m.header.stamp.nanosec)) for k, m in enumerate(msgs)]
             time.sleep(1.5)  # one more diagnostics period
             result = _report(args, client, frames, sent, startup, node.log())
         finally:

@@ -57,24 +57,24 @@ def replay(args, client) -> dict:
         read_error = reader.error
     if not frames:
         raise BagError(f'no frames on {topic} in {args.bag}')
-    sent, last_mask = 0, 0
-    t0_bag, t0 = frames[0].timestamp, time.monotonic()
-    for k, f in enumerate(frames):
+    messages = []
+    for f in frames:
         m = f.msg
         if m.__msgtype__ == 'sensor_msgs/msg/CompressedImage':
             ros_msg = CompressedImage(format=m.format, data=m.data.tobytes())
         else:
             ros_msg = Image(height=m.height, width=m.width, encoding=m.encoding,
                             is_bigendian=m.is_bigendian, step=m.step, data=m.data.tobytes())
-        if args.lockstep:
-            client.wait('mask', last_mask, args.timeout)
-            last_mask = client.received['mask'].count + 1
-        else:
-            due = (k / args.rate) if args.rate else (f.timestamp - t0_bag) / 1e9
-            time.sleep(max(0.0, t0 + due - time.monotonic()))
-        client.publish(msg=ros_msg, frame_id=m.header.frame_id)
-        sent += 1
-    client.wait('mask', sent, args.timeout)
+        ros_msg.header.frame_id = m.header.frame_id
+        messages.append(ros_msg)
+    if args.lockstep:
+        pace = None
+    elif args.rate:
+        pace = args.rate
+    else:  # the recorded timing
+        pace = [(f.timestamp - frames[0].timestamp) / 1e9 for f in frames]
+    t0 = time.monotonic()
+    sent = len(client.drive(messages, pace, timeout=args.timeout))
     time.sleep(1.2)  # one more diagnostics period
     received = client.received['mask'].count
     diag = client.last_status(status_name(args.namespace))
@@ -93,7 +93,7 @@ def replay(args, client) -> dict:
 
 def main(argv=None) -> int:
     args = get_args(argv)
-    from enet_ros.tools.graph import apply_ros_env, NodeProcess, SegmentationClient
+    from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
     apply_ros_env()
     import rclpy
     node = None

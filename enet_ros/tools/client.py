@@ -1,5 +1,5 @@
-"""Run the node as a separate process and talk to it over DDS: shared by the demo, the
-replay tool, the benchmarks and the tests.
+"""The node as a child process and a client that drives it over DDS: one ``drive`` loop
+and one diagnostics reader for the demo, the replay tool, the benchmarks and the tests.
 """
 
 from __future__ import annotations
@@ -212,6 +212,37 @@ class SegmentationClient:
         self.pub.publish(msg)
         return msg
 
+    def drive(self, frames, pace: float | list[float] | None = None, timeout: float = 10.0,
+              seconds: float | None = None, encoding: str = 'rgb8',
+              frame_id: str = 'camera') -> list:
+        """Publish ``frames`` in turn (arrays, published as ``encoding``, or ready
+        messages) and return the messages sent.
+
+        ``pace``: None for lockstep (each frame once the previous one's mask arrived, or
+        after ``timeout``), a rate in frames per second, or each frame's due time in
+        seconds after the first. ``seconds``: stop after that long (``frames`` may be
+        endless). Then waits up to ``timeout`` for the last masks.
+        """
+        sent = []
+        t0 = time.monotonic()
+        start = before = self.received['mask'].count
+        for k, frame in enumerate(frames):
+            if seconds is not None and time.monotonic() - t0 >= seconds:
+                break
+            if pace is None and sent:  # a lost frame costs one timeout, not the rest
+                self.wait('mask', before + 1, timeout)
+            elif pace is not None:
+                due = pace[k] if isinstance(pace, list) else k / pace
+                time.sleep(max(0.0, t0 + due - time.monotonic()))
+            before = self.received['mask'].count
+            if isinstance(frame, np.ndarray):
+                sent.append(self.publish(frame, encoding, frame_id=frame_id))
+            else:
+                sent.append(self.publish(msg=frame, frame_id=frame.header.frame_id or frame_id))
+        if sent:
+            self.wait('mask', before + 1 if pace is None else start + len(sent), timeout)
+        return sent
+
     def wait(self, key: str, count: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -237,6 +268,16 @@ class SegmentationClient:
             arrays = list(self.received['diagnostics'].messages)
         return [{kv.key: kv.value for kv in s.values}
                 for arr in arrays for s in arr.status if s.name == name]
+
+    def frame_mean(self, name: str, key: str) -> float:
+        """Per-frame mean over the run of a per-second diagnostics mean (``key``, e.g.
+        ``inference_ms_mean``): each window weighted by the frames it processed."""
+        pairs = [(float(s[key]), float(s['output_fps'])) for s in self.statuses(name)
+                 if s.get(key, 'nan') != 'nan' and float(s.get('output_fps', 0)) > 0]
+        if not pairs:
+            return float('nan')
+        means, frames = np.asarray(pairs).T
+        return float((means * frames).sum() / frames.sum())
 
     def last_status(self, name: str) -> dict:
         """The newest diagnostics status named ``name`` ({} if none yet)."""
