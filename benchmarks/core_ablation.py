@@ -1,4 +1,4 @@
-"""What three choices of the CPU path are worth, each against its alternative, batch 1.
+"""What the CPU path's choices are worth, each against its alternative.
 
     python -m benchmarks.core_ablation [--runs 30] [--readme]
 
@@ -8,6 +8,8 @@
 - Switch pooling: the compiled network pools and unpools through ``max_pool_switches``.
   The fused network with and without switches, compiled (AOTInductor, as the backend
   does) and eager, timed in alternation in one process.
+- Batching: the compiled frame graph for 1, 2 and 4 frames a call (several cameras'
+  frames at once) against one frame a call.
 - Thread arrangement: the node builds the Segmenter on its executor thread with one
   intra-op thread and runs it on its inference thread with all of them. Fresh processes
   doing that, against building and running on the main thread, alternating.
@@ -33,9 +35,10 @@ from benchmarks.report import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.model import fuse_for_inference
 from enet_ros.aoti_cache import compile_ahead
-from enet_ros.segmenter import keep_freed_memory
+from enet_ros.segmenter import FrameNetwork, keep_freed_memory
 
 ROUNDS = 3
+BATCHES = (1, 2, 4)
 
 CHILD = """
 import resource, statistics, threading, numpy as np, torch
@@ -131,6 +134,34 @@ def switch_pooling(weights: Path, runs: int) -> list[list]:
     return rows
 
 
+def batching(weights: Path, runs: int) -> tuple[list[list], bool]:
+    """The compiled frame graph (``FrameNetwork``, bf16) for 1, 2 and 4 frames a call, as
+    several cameras' frames waiting at once would go; and whether batching pays."""
+    keep_freed_memory()
+    model, meta = load_checkpoint(weights)
+    h, w = meta.input_size
+    net = FrameNetwork(fuse_for_inference(model, switches=True).to(
+        torch.bfloat16, memory_format=torch.channels_last), meta.mean, meta.std)
+    calls = {}
+    for b in BATCHES:
+        x = torch.zeros(b, h, w, 3, dtype=torch.uint8)
+        calls[b] = (compile_ahead(net, x, f'ablation-batch{b}'), x)
+    with torch.inference_mode():
+        res = alternate({b: (lambda f=f, x=x: [median_ms(lambda: f(x), runs)])
+                         for b, (f, x) in calls.items()})
+    one = res[1][0]
+    rows, pays = [], False
+    for b in BATCHES:
+        ms = res[b][0]
+        # frames that wait together: batched, each gets its answer after the whole call;
+        # one by one, the k-th after k calls
+        sequential = one * (b + 1) / 2
+        rows.append([f'compile bf16 {w}x{h}, {b} frame{"s" if b > 1 else ""}', f'{ms:.1f}',
+                     f'{ms / b:.1f}', f'{one * b / ms:.2f}x', f'{ms:.1f}', f'{sequential:.1f}'])
+        pays = pays or (b > 1 and ms < one * b and ms <= sequential)
+    return rows, pays
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
@@ -140,7 +171,7 @@ def main() -> None:
     scratch = tempfile.TemporaryDirectory()  # compile from scratch, as core_speed does
     os.environ['ENET_ROS_CACHE'] = scratch.name
     os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(Path(scratch.name) / 'inductor')
-    md = header("What the CPU path's choices are worth (median ms, batch 1)")
+    md = header("What the CPU path's choices are worth (median ms)")
     md += (f'\nEach figure is the median over {ROUNDS} alternating rounds of the median of '
            f'{args.runs} runs of the network (`Timings.inference` in the process rows).\n')
     md += '\nKept memory (`keep_freed_memory`), fresh processes without and with it:\n\n'
@@ -155,6 +186,15 @@ def main() -> None:
            'of them on another):\n\n')
     md += table(['config', 'ms main thread', 'ms node arrangement'],
                 thread_arrangement(args.weights, args.runs))
+    rows, pays = batching(args.weights, args.runs)
+    md += ('\nBatching cameras: the frame graph for several frames a call, against one frame '
+           'a call, in one process. The last two columns are the mean latency of frames '
+           'that wait together, batched and one by one:\n\n')
+    md += table(['config', 'ms a call', 'ms a frame', 'frames/s vs 1 a call',
+                 'mean latency batched', 'mean latency one by one'], rows)
+    md += ('\nBatching ' + ('pays here: more frames a second at no worse latency.\n' if pays
+                            else 'does not pay here (no more frames a second at no worse '
+                            'latency), so the node runs frames one at a time.\n'))
     publish('core_ablation', md, args.readme)
 
 

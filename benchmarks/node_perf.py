@@ -27,7 +27,7 @@ import numpy as np
 from benchmarks.core_speed import reference_ms
 from benchmarks.report import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS
-from enet_ros.segmentation_node import STAGES
+from enet_ros.camera_stats import STAGES
 from enet_ros.topics import status_name
 from enet_ros.tools.client import (
     NodeProcess, profiles_variable, ros_env, SegmentationClient)

@@ -37,6 +37,8 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 import torch
 
+from enet_ros import camera_stats
+from enet_ros.camera_stats import CameraStats
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
 from enet_ros.segmenter import Segmenter, SegmenterError
@@ -44,19 +46,11 @@ from enet_ros import topics
 from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
 from enet_ros.threads import ThreadChooser, usable_cpus
-from enet_ros.watch import card_summary, judge, reference_of, Watch
+from enet_ros.watch import card_summary, judge, reference_of
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
 ERROR_THROTTLE_S = 5.0
-# Per-frame stages timed in diagnostics: message to array; the core's resize and normalise,
-# network, argmax and resize back; colour mask, overlay, serialisation and publishing.
-STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'publish')
-# Also per window: receipt to publish on the steady clock (the node's own latency), and the
-# message age at publish on the node's ROS clock (only where meaningful: _message_age).
-WINDOWS = ('processing', 'message_age')
-
-
 TOPICS = (
     (topics.IMAGE, 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
     (topics.COMPRESSED_IMAGE, 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
@@ -132,16 +126,7 @@ class CameraStream:
         self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
         self.node = node
         self.pending = None  # (msg, receipt time)
-        self.received = self.processed = self.dropped = self.rejected = self.failed = 0
-        self.window = {k: [] for k in STAGES + WINDOWS}
-        self.window_received = self.window_processed = 0
-        self.window_rejected = self.window_failed = 0
-        self.last_frame = None  # monotonic time of the last receipt
-        self.waiting_since = None  # receipt of the oldest frame not yet answered by a mask
-        self.last_seq = None  # publication sequence number of the last frame
-        self.unseen = 0  # dropped frames that never reached the callback
-        self.last_error = ''
-        self.watch = Watch(node.segmenter.meta.num_classes)
+        self.stats = CameraStats(node.segmenter.meta.num_classes)  # under node.lock
 
     def subscribe(self) -> None:
         node = self.node
@@ -150,7 +135,7 @@ class CameraStream:
         msg_type = CompressedImage if node.config.input_compressed else Image
         callback = self.on_frame if MESSAGE_INFO else lambda msg: self.on_frame(msg, None)
         self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos)
-        self.last_seq = None
+        self.stats.last_seq = None
 
     def unsubscribe(self) -> None:
         for sub in (self.sub, self.sub_camera_info):
@@ -173,27 +158,9 @@ class CameraStream:
         # number) only to callbacks that cannot be called with the message alone
         seq = info.get('publication_sequence_number') if info else None
         with self.node.lock:
-            if self.pending is not None:
-                self.dropped += 1
-            # Frames superseded in the depth-1 DDS queue (or lost in transport) never reach
-            # this callback; the publisher's sequence numbers reveal them. The message info
-            # does not say which publisher sent a frame, so with several publishers on the
-            # topic (two drivers, a bag replaying beside a camera) gaps mean nothing and are
-            # not counted. A lower number from a single publisher means it restarted.
-            single = self.sub.get_publisher_count() <= 1
-            if not single:
-                self.last_seq = None
-            elif seq is not None and self.last_seq is not None and seq > self.last_seq + 1:
-                self.dropped += seq - self.last_seq - 1
-                self.unseen += seq - self.last_seq - 1
-            if seq is not None and single:
-                self.last_seq = seq
+            self.stats.frame_received(time.monotonic(), self.pending is not None, seq,
+                                      self.sub.get_publisher_count() <= 1)
             self.pending = (msg, time.monotonic())
-            self.received += 1
-            self.window_received += 1
-            self.last_frame = time.monotonic()
-            if self.waiting_since is None:
-                self.waiting_since = self.last_frame
             self.node.wakeup.notify()
 
 
@@ -358,16 +325,12 @@ class Segmentation:
                 self._process(cam, msg, received)
             except ImageError as exc:
                 with self.lock:
-                    cam.rejected += 1
-                    cam.window_rejected += 1
-                    cam.last_error = str(exc)
+                    cam.stats.frame_rejected(str(exc))
                 self._throttled_error(f'reject:{cam.name}',
                                       f'[{cam.name}] frame skipped: {exc}')
             except Exception as exc:  # inference failure: report, keep serving
                 with self.lock:
-                    cam.failed += 1
-                    cam.window_failed += 1
-                    cam.last_error = f'{type(exc).__name__}: {exc}'
+                    cam.stats.frame_failed(f'{type(exc).__name__}: {exc}')
                 self._throttled_error(f'fail:{cam.name}',
                                       f'[{cam.name}] inference failed: '
                                       f'{type(exc).__name__}: {exc}')
@@ -405,19 +368,12 @@ class Segmentation:
             pub.publish(self._image(msg.header, array, encoding))
         publish = time.perf_counter() - t1
         age = self._message_age(msg.header.stamp)
+        times = {'convert': convert, 'preprocess': timings.preprocess,
+                 'inference': timings.inference, 'postprocess': timings.postprocess,
+                 'publish': publish, 'processing': time.monotonic() - received,
+                 'message_age': age}
         with self.lock:
-            cam.processed += 1
-            cam.window_processed += 1
-            cam.waiting_since = None
-            cam.watch.add(labels, mean_confidence)
-            w = cam.window
-            w['convert'].append(convert)
-            w['preprocess'].append(timings.preprocess)
-            w['inference'].append(timings.inference)
-            w['postprocess'].append(timings.postprocess)
-            w['publish'].append(publish)
-            w['processing'].append(time.monotonic() - received)
-            w['message_age'].append(age)
+            cam.stats.frame_processed(times, labels, mean_confidence)
 
     def _message_age(self, stamp) -> float:
         """Seconds from the header stamp to now on the node's ROS clock (simulated time
@@ -462,78 +418,31 @@ class Segmentation:
         now = time.monotonic()
         for cam in self.cameras:
             with self.lock:
-                window = {k: v[:] for k, v in cam.window.items()}
-                for v in cam.window.values():
-                    v.clear()
-                counts = (cam.window_received, cam.window_processed, cam.window_rejected,
-                          cam.window_failed)
-                cam.window_received = cam.window_processed = 0
-                cam.window_rejected = cam.window_failed = 0
-                totals = (cam.received, cam.processed, cam.dropped, cam.unseen, cam.rejected,
-                          cam.failed)
-                last, last_error = cam.last_frame, cam.last_error
-                waiting_since = cam.waiting_since
-                seen = cam.watch.take()
-            arr.status.append(self._status(cam, window, counts, totals, last, last_error,
-                                           waiting_since, seen, budget, stale, now))
+                window = cam.stats.take()
+            arr.status.append(self._status(cam, window, budget, stale, now))
         self.pub_diag.publish(arr)
 
-    def _status(self, cam, window, counts, totals, last, last_error, waiting_since, seen,
-                budget, stale, now):
+    def _status(self, cam, window, budget: float, stale: float, now: float):
         s = self.segmenter
-        status = DiagnosticStatus(name=topics.status_name(self.get_namespace(), cam.ns),
-                                  hardware_id=f'{s.device.type}')
-        received, processed, rejected, failed = counts
+        doubt, seen_values = judge(*window.seen, self.watch_reference, s.class_names,
+                                   self.get_parameter('min_confidence_ratio').value,
+                                   self.get_parameter('max_class_mix_distance').value)
+        level, message, values = camera_stats.assess(window, now, budget, stale, doubt)
+        if not MESSAGE_INFO:
+            values = [(k, 'unknown: this rclpy passes no message info (Humble)'
+                       if k == 'frames_dropped_before_node' else v) for k, v in values]
         values = [('model', f'{s.model_path.name} ({s.meta.dataset}, '
                             f'{s.meta.num_classes} classes)'),
                   ('device', s.device.type), ('precision', s.precision),
+                  ('precision_reason', s.precision_reason),
                   ('model_card', self.card_summary), ('backend', s.backend),
                   ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
                   ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
-                  ('input_topic', cam.sub.topic_name),
-                  ('input_fps', f'{received:.1f}'), ('output_fps', f'{processed:.1f}')]
-        for key in STAGES + WINDOWS:
-            v = np.asarray(window[key], dtype=np.float64) * 1000
-            v = v[np.isfinite(v)]
-            mean = f'{v.mean():.1f}' if v.size else 'nan'
-            peak = f'{v.max():.1f}' if v.size else 'nan'
-            values += [(f'{key}_ms_mean', mean), (f'{key}_ms_max', peak)]
-        names = ('frames_received', 'frames_processed', 'frames_dropped',
-                 'frames_dropped_before_node', 'frames_rejected', 'inference_failures')
-        shown = [str(t) for t in totals]
-        if not MESSAGE_INFO:
-            shown[3] = 'unknown: this rclpy passes no message info (Humble)'
-        values += list(zip(names, shown))
-        values.append(('last_error', last_error))
-        doubt, seen_values = judge(*seen, self.watch_reference, s.class_names,
-                                   self.get_parameter('min_confidence_ratio').value,
-                                   self.get_parameter('max_class_mix_distance').value)
-        values += seen_values
-        status.values = [KeyValue(key=k, value=v) for k, v in values]
-        processing = window['processing']
-        if failed:
-            status.level, status.message = DiagnosticStatus.ERROR, f'{failed} inference failures'
-        elif last is None or now - last > stale:
-            status.level = DiagnosticStatus.STALE
-            status.message = 'no frame received yet' if last is None else \
-                f'no frame for {now - last:.1f} s'
-        elif waiting_since is not None and now - waiting_since > max(budget, 1.0):
-            # frames arrive but no mask leaves: all rejected, or stuck in decode or inference
-            waited = now - waiting_since
-            why = f'last error: {last_error}' if last_error else 'inference busy or stuck'
-            status.level = DiagnosticStatus.ERROR if waited > stale else DiagnosticStatus.WARN
-            status.message = f'frames arriving but no mask published for {waited:.1f} s ({why})'
-        elif rejected:
-            status.level, status.message = DiagnosticStatus.WARN, f'{rejected} frames rejected'
-        elif doubt:
-            status.level, status.message = DiagnosticStatus.WARN, doubt
-        elif processing and max(processing) > budget:
-            status.level = DiagnosticStatus.WARN
-            status.message = (f'latency {max(processing) * 1000:.0f} ms over budget '
-                              f'{budget * 1000:.0f} ms')
-        else:
-            status.level, status.message = DiagnosticStatus.OK, 'ok'
-        return status
+                  ('input_topic', cam.sub.topic_name)] + values + seen_values
+        return DiagnosticStatus(name=topics.status_name(self.get_namespace(), cam.ns),
+                                hardware_id=s.device.type, level=bytes([level]),
+                                message=message,
+                                values=[KeyValue(key=k, value=v) for k, v in values])
 
 
 class SegmentationNode(Segmentation, Node):

@@ -14,7 +14,8 @@ Backends:
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
 CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
 
-Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 and the
+Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 (not
+emulated: ``native_bf16``) and the
 checkpoint records that bf16 class ids agree with fp32 on at least 99% of validation
 pixels (``meta.metrics['precision_agreement']``, measured by ``training.export``);
 fp32 otherwise.
@@ -86,18 +87,37 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device, meta: ModelMeta) -> str:
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX-BF16 on x86, BF16 on
+    Arm). Elsewhere oneDNN emulates bf16, which can be slower than fp32."""
+    try:
+        flags = set(Path('/proc/cpuinfo').read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'}) and \
+        bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_precision(precision: str, device: torch.device,
+                      meta: ModelMeta) -> tuple[str, str]:
+    """The precision to run and why (diagnostics and the start-up log say both)."""
     if precision not in PRECISIONS:
         raise SegmenterError(f'unknown precision {precision!r}; expected one of '
                              f'{", ".join(PRECISIONS)}')
     if precision != 'auto':
-        return precision
+        return precision, 'set by the precision parameter'
     if device.type == 'cuda':
-        return 'fp16'
-    agreement = meta.metrics.get('precision_agreement', {}).get('bf16', 0.0)
-    if torch.ops.mkldnn._is_mkldnn_bf16_supported() and agreement >= MIN_AGREEMENT:
-        return 'bf16'
-    return 'fp32'
+        return 'fp16', 'auto: fp16 on CUDA'
+    agreement = meta.metrics.get('precision_agreement', {}).get('bf16')
+    if not native_bf16():
+        return 'fp32', 'auto: this CPU has no native bf16'
+    if agreement is None:
+        return 'fp32', 'auto: the checkpoint records no bf16 agreement with fp32'
+    if agreement < MIN_AGREEMENT:
+        return 'fp32', (f'auto: bf16 agrees with fp32 on {agreement:.2f}% of validation '
+                        f'pixels, under {MIN_AGREEMENT:.0f}%')
+    return 'bf16', (f'auto: native bf16, agreeing with fp32 on {agreement:.2f}% of '
+                    f'validation pixels')
 
 
 def resolve_backend(backend: str, device: torch.device) -> str:
@@ -190,7 +210,8 @@ class Segmenter:
             keep_freed_memory()
         model, self.meta = load_checkpoint(model_path)
         self.model_path = Path(model_path)
-        self.precision = resolve_precision(precision, self.device, self.meta)
+        self.precision, self.precision_reason = resolve_precision(precision, self.device,
+                                                                   self.meta)
         self.backend = resolve_backend(backend, self.device)
         self.input_size = tuple(input_size) if input_size else self.meta.input_size
         check_input_size(*self.input_size)
@@ -236,7 +257,7 @@ class Segmenter:
     def describe(self) -> str:
         return (f'ENet {self.meta.dataset} ({self.meta.num_classes} classes) on '
                 f'{self.device.type} {self.precision} {self.backend}, input '
-                f'{self.input_size[1]}x{self.input_size[0]}')
+                f'{self.input_size[1]}x{self.input_size[0]} (precision {self.precision_reason})')
 
     def _to_tensor(self, image: np.ndarray, order: str) -> torch.Tensor:
         """The (1, H, W, 3) uint8 RGB tensor at the network's size that ``self.net`` takes."""

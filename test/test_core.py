@@ -17,7 +17,7 @@ from enet_ros.checkpoint import CheckpointError, load_checkpoint, ModelMeta, sav
 from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
-from enet_ros.segmenter import resolve_backend, Segmenter, SegmenterError
+from enet_ros.segmenter import native_bf16, resolve_backend, Segmenter, SegmenterError
 
 from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weights
 
@@ -25,7 +25,8 @@ from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weig
 def test_core_imports_without_rclpy():
     code = ('import sys; sys.modules["rclpy"] = None\n'
             'import enet_ros.model, enet_ros.checkpoint, enet_ros.segmenter, '
-            'enet_ros.image_codec, enet_ros.metrics, training.train, training.evaluate\n'
+            'enet_ros.image_codec, enet_ros.metrics, enet_ros.camera_stats, '
+            'enet_ros.watch, training.train, training.evaluate\n'
             'assert "rclpy" not in [m for m in sys.modules if sys.modules[m] is not None]')
     subprocess.run([sys.executable, '-c', code], check=True)
 
@@ -151,15 +152,38 @@ def test_segmenter_startup_errors(weights):
 
 def test_auto_precision_follows_recorded_agreement(tmp_path):
     path = make_weights(tmp_path / 'w.pt')
-    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'  # nothing recorded
+    seg = Segmenter(path, 'cpu', 'auto', 'eager')
+    assert seg.precision == 'fp32'  # nothing recorded
+    assert seg.precision_reason in ('auto: the checkpoint records no bf16 agreement with fp32',
+                                    'auto: this CPU has no native bf16')
     model, meta = load_checkpoint(path)
     good = ModelMeta(**{**meta.__dict__, 'metrics': {'precision_agreement': {'bf16': 99.5}}})
     save_checkpoint(path, model, good)
-    expected = 'bf16' if torch.ops.mkldnn._is_mkldnn_bf16_supported() else 'fp32'
-    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == expected
+    seg = Segmenter(path, 'cpu', 'auto', 'eager')
+    assert seg.precision == ('bf16' if native_bf16() else 'fp32'), seg.precision_reason
     bad = ModelMeta(**{**meta.__dict__, 'metrics': {'precision_agreement': {'bf16': 97.0}}})
     save_checkpoint(path, model, bad)
-    assert Segmenter(path, 'cpu', 'auto', 'eager').precision == 'fp32'
+    seg = Segmenter(path, 'cpu', 'auto', 'eager')
+    assert seg.precision == 'fp32'  # failed its check: never chosen
+    if native_bf16():
+        assert seg.precision_reason == ('auto: bf16 agrees with fp32 on 97.00% of validation '
+                                        'pixels, under 99%')
+
+
+def test_emulated_bf16_is_never_chosen(tmp_path, monkeypatch):
+    """A CPU whose oneDNN offers bf16 only by emulation (no AVX512-BF16, AMX or Arm BF16
+    flag) runs fp32 even where the checkpoint's bf16 agreement passes."""
+    path = make_weights(tmp_path / 'w.pt')
+    model, meta = load_checkpoint(path)
+    good = ModelMeta(**{**meta.__dict__, 'metrics': {'precision_agreement': {'bf16': 99.9}}})
+    save_checkpoint(path, model, good)
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text('flags\t\t: fpu avx2 avx512f avx512bw avx512vl avx512_vnni\n')
+    real = Path.read_text
+    monkeypatch.setattr(Path, 'read_text', lambda self, *a, **k: real(
+        cpuinfo if str(self) == '/proc/cpuinfo' else self, *a, **k))
+    seg = Segmenter(path, 'cpu', 'auto', 'eager')
+    assert (seg.precision, seg.precision_reason) == ('fp32', 'auto: this CPU has no native bf16')
 
 
 def _compiled(weights, **kw):
@@ -393,3 +417,45 @@ def test_thread_chooser_leaves_a_contended_team_and_returns_when_it_pays():
     assert seen.count(2) <= 4 + 5, seen.count(2)
     pinned = ThreadChooser(2, fixed=2, window=4, probe_s=0.0)
     assert all(pinned.record(0.9) == 2 for _ in range(20))
+
+
+# -- camera stats (what diagnostics are made of) -----------------------------------------
+
+def test_camera_stats_count_drops_and_judge_the_window():
+    from enet_ros.camera_stats import assess, CameraStats, ERROR, OK, STALE, WARN
+    stats = CameraStats(num_classes=3)
+    assert assess(stats.take(), 0.0, 0.1, 2.0, None)[:2] == (STALE, 'no frame received yet')
+    stats.frame_received(10.0, False, 1, True)
+    stats.frame_received(10.1, True, 2, True)  # replaced the first in the mailbox
+    stats.frame_received(10.2, False, 5, True)  # 3 and 4 never reached the callback
+    stats.frame_received(10.3, False, 2, False)  # a second publisher: gaps mean nothing
+    stats.frame_received(10.4, False, 9, False)
+    labels = np.zeros((4, 4), np.uint8)
+    times = dict.fromkeys(('convert', 'preprocess', 'inference', 'postprocess', 'publish',
+                           'message_age'), 0.001)
+    stats.frame_processed({**times, 'processing': 0.05}, labels, 0.9)
+    window = stats.take()
+    level, message, values = assess(window, 10.5, 0.1, 2.0, None)
+    values = dict(values)
+    assert (level, message) == (OK, 'ok')
+    assert values['frames_received'] == '5' and values['frames_processed'] == '1'
+    assert values['frames_dropped'] == '3' and values['frames_dropped_before_node'] == '2'
+    assert values['input_fps'] == '5.0' and values['processing_ms_max'] == '50.0'
+    # the next window starts empty; totals carry on
+    stats.frame_received(11.0, False, None, True)
+    stats.frame_processed({**times, 'processing': 0.3}, labels, 0.9)
+    level, message, values = assess(stats.take(), 11.1, 0.1, 2.0, None)
+    assert (level, message) == (WARN, 'latency 300 ms over budget 100 ms')
+    assert dict(values)['frames_received'] == '6' and dict(values)['input_fps'] == '1.0'
+    assert assess(stats.take(), 11.1, 0.1, 2.0, 'confidence low')[:2] == (WARN,
+                                                                         'confidence low')
+    stats.frame_received(12.0, False, None, True)
+    stats.frame_rejected('bad encoding')
+    level, message, _ = assess(stats.take(), 12.5, 0.1, 2.0, None)
+    assert (level, message) == (WARN, '1 frames rejected')
+    level, message, _ = assess(stats.take(), 13.6, 0.1, 2.0, None)
+    assert level == WARN and message.startswith('frames arriving but no mask published for '
+                                                '1.6 s (last error: bad encoding)')
+    stats.frame_failed('RuntimeError: boom')
+    assert assess(stats.take(), 13.7, 0.1, 2.0, None)[:2] == (ERROR, '1 inference failures')
+    assert assess(stats.take(), 20.0, 0.1, 2.0, None)[:2] == (STALE, 'no frame for 8.0 s')

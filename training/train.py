@@ -108,7 +108,8 @@ def bf16_autocast_helps(device: torch.device) -> bool:
     """bf16 has hardware behind it: a GPU with bf16, or a CPU with AVX512-BF16 or AMX."""
     if device.type == 'cuda':
         return torch.cuda.is_bf16_supported()
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    from enet_ros.segmenter import native_bf16
+    return native_bf16()
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
