@@ -2,9 +2,10 @@
 
     python -m benchmarks.core_speed [--weights FILE] [--runs 20] [--readme]
 
-Each row is the median of ``--runs`` timed runs of the network (``Timings.inference``)
-after warm-up, plus the whole ``segment()`` call (resize, normalise, network, argmax,
-resize back). The reference is what peer PyTorch ENets ship: the same network unfused
+Each row is the median of ``--runs`` timed runs of the frame graph (``Timings.inference``:
+normalise, network, argmax; ``FrameNetwork``) after warm-up, plus the whole ``segment()``
+call (resize, the frame graph, ids back to the host and resized). The reference is what
+peer PyTorch ENets ship: the same network unfused
 (batch norm and dropout kept, eval mode), eager, fp32, contiguous NCHW, measured in the
 same run under the same allocator setting as the Segmenter (``keep_freed_memory``); the
 default path's speed-up is measured with reference and default runs alternating.
@@ -145,15 +146,18 @@ def main() -> None:
         default, cold = startup_s(args.weights, Path(tmp))
         _, warm = startup_s(args.weights, Path(tmp))
     md = header('Core inference speed (median ms, batch 1)')
-    md += (f'\nNetwork only (`Timings.inference`), {args.runs} runs after warm-up; weights '
+    md += (f'\nThe frame graph (`Timings.inference`: normalise, network, argmax; the '
+           f'reference row: the network alone), {args.runs} runs after warm-up; weights '
            f'`{args.weights.name}`:\n\n' + table(cols, rows))
-    md += '\nWhole `segment()` call (resize, normalise, network, argmax, resize back):\n\n'
+    md += ('\nWhole `segment()` call (resize, the frame graph, ids to the host and resized '
+           'back):\n\n')
     md += table(cols, totals)
     md += ('\nStart-up (s): constructing the Segmenter and its first frame, with an empty '
            'cache (`compile` compiles its package here):\n\n')
     md += table(cols, firsts)
     speedups = [default_speedup(args.weights, s, args.runs) for s in sizes]
-    md += (f'\nDefault path ({default}) against the reference, network only, measured in '
+    md += (f'\nDefault path ({default}) frame graph against the reference network, '
+           f'measured in '
            f'alternation (3 rounds of {args.runs} runs each, ratio of the medians): '
            + ', '.join(f'{c} {x:.1f}x faster' for c, x in zip(cols[1:], speedups)) + '.\n')
     md += (f'\nDefault Segmenter ({default}) start-up to first result at 640x360 in a new '

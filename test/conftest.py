@@ -29,6 +29,15 @@ os.environ.setdefault(profiles_variable(), str(REPO / 'config' / 'fastdds.xml'))
 os.environ.setdefault('ENET_ROS_CACHE', str(REPO / 'build' / 'test-cache'))
 
 
+def run_python(*args, **kw) -> subprocess.CompletedProcess:
+    """``python ARGS`` with the repository on PYTHONPATH (scripts in test/ import the
+    package as the tests do), text output captured."""
+    env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+        p for p in (str(REPO), os.environ.get('PYTHONPATH', '')) if p)}
+    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True,
+                          env=env, **kw)
+
+
 def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
     """Non-trivial batch-norm statistics and affine terms, so folding them is tested."""
     with torch.no_grad():

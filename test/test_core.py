@@ -2,8 +2,6 @@
 
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,16 +17,13 @@ from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
 from enet_ros.segmenter import native_bf16, resolve_backend, Segmenter, SegmenterError
 
-from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weights
+from conftest import (CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, make_weights,
+                      run_python)
 
 
 def test_core_imports_without_rclpy():
-    code = ('import sys; sys.modules["rclpy"] = None\n'
-            'import enet_ros.model, enet_ros.checkpoint, enet_ros.segmenter, '
-            'enet_ros.image_codec, enet_ros.metrics, enet_ros.camera_stats, '
-            'enet_ros.watch, training.train, training.evaluate\n'
-            'assert "rclpy" not in [m for m in sys.modules if sys.modules[m] is not None]')
-    subprocess.run([sys.executable, '-c', code], check=True)
+    out = run_python(Path(__file__).with_name('imports_without_rclpy.py'))
+    assert out.returncode == 0, out.stderr
 
 
 # -- checkpoint ---------------------------------------------------------------------

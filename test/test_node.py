@@ -17,11 +17,12 @@ import cv2
 import numpy as np
 import pytest
 
+from enet_ros.image_codec import array_to_fields
 from enet_ros.segmenter import reference_frame, Segmenter
 from enet_ros.tools.client import NodeProcess, ros_env, SegmentationClient
 from enet_ros.topics import status_name
 
-from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb
+from conftest import CAMVID_NAMES, CAMVID_PALETTE, decompression_bomb, run_python
 
 
 def diag_values(client, name):
@@ -77,9 +78,19 @@ def client(node):
     c.close()
 
 
-def _send_and_get(client, image, encoding, step=None, timeout=10.0):
+def _padded(image: np.ndarray, encoding: str, step: int):
+    """An Image message of ``image`` with each row padded to ``step`` bytes."""
+    from sensor_msgs.msg import Image
+    msg = Image(**array_to_fields(image, encoding))
+    row = image.reshape(msg.height, -1)
+    msg.data = np.pad(row, ((0, 0), (0, step - msg.step))).tobytes()
+    msg.step = step
+    return msg
+
+
+def _send_and_get(client, image, encoding, step, timeout=10.0):
     before = {k: client.received[k].count for k in ('mask', 'color_mask', 'overlay')}
-    msg = client.publish(image, encoding, frame_id=f'cam_{encoding}', step=step)
+    msg = client.publish(msg=_padded(image, encoding, step), frame_id=f'cam_{encoding}')
     for key in before:
         assert client.wait(key, before[key] + 1, timeout), f'no {key} for {encoding}'
     return msg, {k: client.received[k].messages[-1] for k in before}
@@ -408,26 +419,12 @@ def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
 def test_frames_lost_before_the_node_are_counted_from_sequence_gaps(weights, tmp_path):
     """rclpy hands the callback the message info only if it asks for it; the gaps in the
     publication sequence numbers are how frames superseded inside DDS get counted."""
-    import subprocess
-    import sys
-    code = f"""
-import rclpy
-from rclpy.subscription import Subscription
-from sensor_msgs.msg import Image
-from enet_ros.segmentation_node import SegmentationNode
-rclpy.init(args=['--ros-args', '-p', 'model_path:={weights}', '-p', 'backend:=eager'])
-n = SegmentationNode()
-cam = n.cameras[0]
-assert cam.sub._callback_type == Subscription.CallbackType.WithMessageInfo
-for seq in (1, 2, 6, 7):  # 3, 4 and 5 never arrived
-    cam.on_frame(Image(), {{'publication_sequence_number': seq}})
-print(cam.received, cam.unseen, cam.dropped)
-n.shutdown(); n.destroy_node(); rclpy.shutdown()
-"""
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
-                         timeout=120)
+    out = run_python(Path(__file__).with_name('inspect_node.py'), weights, 'sequence_gaps',
+                     timeout=120)
     assert out.returncode == 0, out.stderr
-    received, unseen, dropped = map(int, out.stdout.split()[-3:])
+    totals = json.loads(out.stdout.splitlines()[-1])
+    received, unseen = totals['frames_received'], totals['frames_dropped_before_node']
+    dropped = totals['frames_dropped']
     assert (received, unseen) == (4, 3)
     assert dropped >= unseen  # plus any superseded in the mailbox by the next on_frame
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, run_python
 
 
 def test_ruff_lint():
@@ -58,17 +58,8 @@ def test_colcon_build_installs_share_and_executables(colcon_install):
 
 def _node_parameters(weights) -> dict:
     """Parameter names and values the node declares, read from a real node."""
-    code = f"""
-import rclpy, json
-from enet_ros.segmentation_node import SegmentationNode
-rclpy.init(args=['--ros-args', '-p', 'model_path:={weights}', '-p', 'backend:=eager'])
-n = SegmentationNode()
-print(json.dumps({{k: p.value for k, p in n._parameters.items()}}))
-n.shutdown(); n.destroy_node(); rclpy.shutdown()
-"""
     import json
-    out = subprocess.run([sys.executable, '-c', code], check=True, capture_output=True,
-                         text=True, cwd=REPO)
+    out = run_python(REPO / 'test' / 'inspect_node.py', weights, 'parameters', check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

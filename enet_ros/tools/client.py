@@ -195,15 +195,11 @@ class SegmentationClient:
         return self.node.get_clock().now().to_msg()
 
     def publish(self, image: np.ndarray | None = None, encoding: str = 'rgb8', stamp=None,
-                frame_id: str = 'camera', msg=None, step: int | None = None):
+                frame_id: str = 'camera', msg=None):
         """Publish an (H, W[, C]) uint8 array (or a ready message); returns the message."""
         from sensor_msgs.msg import Image
         if msg is None:
             msg = Image(**array_to_fields(image, encoding))
-            if step is not None and step > msg.step:  # rows padded to ``step`` bytes
-                row = image.reshape(msg.height, -1)
-                msg.data = np.pad(row, ((0, 0), (0, step - msg.step))).tobytes()
-                msg.step = step
         msg.header.frame_id = frame_id
         msg.header.stamp = stamp or self.stamp_now()
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
