@@ -227,7 +227,8 @@ def soak_once(args, outputs: tuple[str, ...]) -> dict:
         'e2e latency median / p95 / max ms':
             f'{np.median(lat):.0f} / {np.percentile(lat, 95):.0f} / {lat.max():.0f}',
         'RSS at 30 s / at end (MB)': f'{base:.0f} / {end:.0f}',
-        'RSS growth after 30 s': f'{100 * (end - base) / base:+.1f}%'}
+        'RSS growth after 30 s': f'{100 * (end - base) / base:+.1f}%',
+        'threads at the end (why)': d.get('threads', '?')}
 
 
 def soak(args) -> str:
