@@ -202,6 +202,7 @@ def soak_once(args, outputs: tuple[str, ...]) -> dict:
             i = len(c.drive(itertools.cycle(imgs), 30, timeout=2, seconds=args.seconds))
             done.set()
             sampler.join()
+            time.sleep(1.2)  # one more diagnostics period
             alive = node.proc.poll() is None
             lat = np.asarray(c.latencies()) * 1000
             name = status_name('/soak')
@@ -263,15 +264,14 @@ def cameras(args) -> str:
                     d.start()
                 for d in drivers:
                     d.join()
-                elapsed = args.seconds
                 got = [c.received['mask'].count for c in clients]
                 lat = np.concatenate([np.asarray(c.latencies()) for c in clients]) * 1000
             finally:
                 for c in clients:
                     c.close()
                 rclpy.try_shutdown()
-        rows.append([n, f'{30 * n}', f'{sum(got) / elapsed:.1f}',
-                     ' / '.join(f'{g / elapsed:.1f}' for g in got),
+        rows.append([n, f'{30 * n}', f'{sum(got) / args.seconds:.1f}',
+                     ' / '.join(f'{g / args.seconds:.1f}' for g in got),
                      f'{np.median(lat):.0f}', f'{np.percentile(lat, 95):.0f}'])
     md = header('Several cameras in one node process (one shared model), 640x360 at 30 Hz each')
     md += f'\nEach camera published by its own client for {args.seconds} s.\n\n'

@@ -36,7 +36,7 @@ class Window:
     processed: int
     rejected: int
     failed: int
-    totals: dict[str, int]
+    totals: dict[str, int | None]
     last_frame: float | None
     last_error: str
     waiting_since: float | None
@@ -46,8 +46,12 @@ class Window:
 class CameraStats:
     """Counters and the current window of one camera."""
 
-    def __init__(self, num_classes: int):
-        self.totals = dict.fromkeys(TOTALS, 0)
+    def __init__(self, num_classes: int, sequence_numbers: bool = True):
+        # without publication sequence numbers (rclpy before Jazzy passes no message info)
+        # frames lost before the node cannot be counted: the total stays None
+        self.totals: dict[str, int | None] = dict.fromkeys(TOTALS, 0)
+        if not sequence_numbers:
+            self.totals['frames_dropped_before_node'] = None
         self.times: dict[str, list[float]] = {k: [] for k in STAGES + WINDOWS}
         self.received = self.processed = self.rejected = self.failed = 0
         self.last_frame: float | None = None  # monotonic time of the last receipt
@@ -124,7 +128,8 @@ def assess(w: Window, now: float, budget: float, stale: float,
         v = v[np.isfinite(v)]
         values += [(f'{key}_ms_mean', f'{v.mean():.1f}' if v.size else 'nan'),
                    (f'{key}_ms_max', f'{v.max():.1f}' if v.size else 'nan')]
-    values += [(k, str(v)) for k, v in w.totals.items()]
+    values += [(k, 'unknown: this rclpy passes no message info (Humble)' if v is None
+                else str(v)) for k, v in w.totals.items()]
     values.append(('last_error', w.last_error))
     processing = w.times['processing']
     if w.failed:

@@ -126,7 +126,7 @@ class CameraStream:
         self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
         self.node = node
         self.pending = None  # (msg, receipt time)
-        self.stats = CameraStats(node.segmenter.meta.num_classes)  # under node.lock
+        self.stats = CameraStats(node.segmenter.meta.num_classes, MESSAGE_INFO)  # node.lock
 
     def subscribe(self) -> None:
         node = self.node
@@ -157,10 +157,11 @@ class CameraStream:
         # (msg, info) with no default: rclpy passes the message info (publication sequence
         # number) only to callbacks that cannot be called with the message alone
         seq = info.get('publication_sequence_number') if info else None
+        now = time.monotonic()
         with self.node.lock:
-            self.stats.frame_received(time.monotonic(), self.pending is not None, seq,
+            self.stats.frame_received(now, self.pending is not None, seq,
                                       self.sub.get_publisher_count() <= 1)
-            self.pending = (msg, time.monotonic())
+            self.pending = (msg, now)
             self.node.wakeup.notify()
 
 
@@ -428,9 +429,6 @@ class Segmentation:
                                    self.get_parameter('min_confidence_ratio').value,
                                    self.get_parameter('max_class_mix_distance').value)
         level, message, values = camera_stats.assess(window, now, budget, stale, doubt)
-        if not MESSAGE_INFO:
-            values = [(k, 'unknown: this rclpy passes no message info (Humble)'
-                       if k == 'frames_dropped_before_node' else v) for k, v in values]
         values = [('model', f'{s.model_path.name} ({s.meta.dataset}, '
                             f'{s.meta.num_classes} classes)'),
                   ('device', s.device.type), ('precision', s.precision),

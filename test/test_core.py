@@ -478,3 +478,9 @@ def test_camera_stats_count_drops_and_judge_the_window():
     stats.frame_failed('RuntimeError: boom')
     assert assess(stats.take(), 13.7, 0.1, 2.0, None)[:2] == (ERROR, '1 inference failures')
     assert assess(stats.take(), 20.0, 0.1, 2.0, None)[:2] == (STALE, 'no frame for 8.0 s')
+    # without sequence numbers (Humble) the frames lost before the node are not guessed
+    humble = CameraStats(num_classes=3, sequence_numbers=False)
+    humble.frame_received(1.0, False, None, True)
+    values = dict(assess(humble.take(), 1.1, 0.1, 2.0, None)[2])
+    assert values['frames_dropped_before_node'].startswith('unknown')
+    assert values['frames_received'] == '1'
