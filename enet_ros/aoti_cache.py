@@ -13,17 +13,25 @@ built for another input size or weights can load and run and give wrong masks. S
 On any mismatch: one warning line, the package is deleted and rebuilt. A cache folder that
 cannot be written (read-only, a file in the way, a full disk) gives one warning line and
 a compile into a temporary folder for this run only.
+
+A verified package runs through its C interface (``Package``), which releases Python's
+global lock for the whole network call, as torch's own eager operators do; torch's package
+loader holds it throughout (25 ms a frame here), so no other thread of the node (receiving
+frames, publishing the previous one) could run meanwhile.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
+import io
 import os
 from pathlib import Path
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+import zipfile
 
 import torch
 
@@ -62,17 +70,87 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _load_verified(path: Path, check) -> tuple[object | None, str]:
+class Package:
+    """A compiled network (the shared library inside an AOTInductor package) called through
+    AOTInductor's C interface: tensors in, a tuple of tensors out, without holding Python's
+    global lock while it runs."""
+
+    _api = ctypes.pythonapi
+    _api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    _api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    _api.PyCapsule_New.restype = ctypes.py_object
+    _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+
+    def __init__(self, package: bytes, device: str = 'cpu'):
+        with zipfile.ZipFile(io.BytesIO(package)) as archive:
+            libraries = [n for n in archive.namelist() if n.endswith('.so')]
+            if len(libraries) != 1:
+                raise ValueError(f'expected one shared library in the package, found '
+                                 f'{len(libraries)}')
+            library = archive.read(libraries[0])
+        # dlopen needs a file; the mapping outlives it
+        with tempfile.NamedTemporaryFile(prefix='enet_ros_', suffix='.so') as f:
+            f.write(library)
+            f.flush()
+            self._lib = ctypes.CDLL(f.name)
+        lib = self._lib
+        for fn, args in ((lib.AOTInductorModelContainerCreateWithDevice,
+                          [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_char_p]),
+                         (lib.AOTInductorModelContainerDelete, [ctypes.c_void_p]),
+                         (lib.AOTInductorModelContainerGetNumInputs,
+                          [ctypes.c_void_p, ctypes.c_void_p]),
+                         (lib.AOTInductorModelContainerGetNumOutputs,
+                          [ctypes.c_void_p, ctypes.c_void_p]),
+                         (lib.AOTInductorModelContainerRun,
+                          [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p,
+                           ctypes.c_size_t, ctypes.c_void_p, ctypes.c_void_p])):
+            fn.argtypes, fn.restype = args, ctypes.c_int32
+        self._handle = ctypes.c_void_p()
+        self._call('create', lib.AOTInductorModelContainerCreateWithDevice,
+                   ctypes.byref(self._handle), 1, device.encode(), None)
+        counts = ctypes.c_size_t(), ctypes.c_size_t()
+        self._call('count inputs', lib.AOTInductorModelContainerGetNumInputs,
+                   self._handle, ctypes.byref(counts[0]))
+        self._call('count outputs', lib.AOTInductorModelContainerGetNumOutputs,
+                   self._handle, ctypes.byref(counts[1]))
+        self.num_inputs, self.num_outputs = counts[0].value, counts[1].value
+
+    @staticmethod
+    def _call(what: str, fn, *args) -> None:
+        if fn(*args) != 0:
+            raise RuntimeError(f'AOTInductor {what} failed (the reason is on standard error)')
+
+    def __call__(self, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if len(tensors) != self.num_inputs:
+            raise ValueError(f'the network takes {self.num_inputs} tensors, got {len(tensors)}')
+        # new tensor handles (references); the call takes them over
+        capsules = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        inputs = (ctypes.c_void_p * len(capsules))(
+            *[self._api.PyCapsule_GetPointer(c, None) for c in capsules])
+        outputs = (ctypes.c_void_p * self.num_outputs)()
+        self._call('run', self._lib.AOTInductorModelContainerRun, self._handle, inputs,
+                   len(capsules), outputs, self.num_outputs, None, None)
+        return tuple(torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
+            [self._api.PyCapsule_New(p, None, None) for p in outputs]))
+
+    def __del__(self) -> None:
+        handle = getattr(self, '_handle', None)
+        if handle is not None and handle.value:
+            self._lib.AOTInductorModelContainerDelete(handle)
+
+
+def _load_verified(path: Path, check) -> tuple[Package | None, str]:
     """(loaded package, '') or (None, why it cannot be trusted)."""
     digest = path.with_name(path.name + '.sha256')
     try:
         expected = digest.read_text().strip()
     except OSError:
         return None, 'no checksum beside it'
-    if _sha256(path) != expected:
+    package = path.read_bytes()
+    if hashlib.sha256(package).hexdigest() != expected:
         return None, 'its bytes do not match the checksum written when it was built'
     try:
-        fn = torch._inductor.aoti_load_package(str(path))
+        fn = Package(package)
         if check is not None:
             check(fn)
     except Exception as exc:  # a package for other shapes, or a failed self-check
