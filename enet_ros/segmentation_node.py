@@ -125,7 +125,7 @@ class CameraStream:
         self.sub = self.sub_camera_info = None
         self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
         self.node = node
-        self.pending = None  # (msg, receipt time)
+        self.pending = None  # (msg, receipt time, image, order, convert s, Prepared)
         self.stats = CameraStats(node.segmenter.meta.num_classes, MESSAGE_INFO)  # node.lock
 
     def subscribe(self) -> None:
@@ -158,11 +158,26 @@ class CameraStream:
         # number) only to callbacks that cannot be called with the message alone
         seq = info.get('publication_sequence_number') if info else None
         now = time.monotonic()
-        with self.node.lock:
-            self.stats.frame_received(now, self.pending is not None, seq,
-                                      self.sub.get_publisher_count() <= 1)
-            self.pending = (msg, now)
-            self.node.wakeup.notify()
+        node = self.node
+        # converted and resized here, as it arrives, while the inference thread runs the
+        # network on the previous frame
+        frame, error = None, None
+        try:
+            frame = node.prepare(msg)
+        except ImageError as exc:
+            error = exc
+        except Exception as exc:  # a fault in preprocessing: report, keep serving
+            node._failed(self, 'preprocessing failed', exc)
+        with node.lock:
+            self.stats.frame_received(now, self.pending is not None and frame is not None,
+                                      seq, self.sub.get_publisher_count() <= 1)
+            if error is not None:
+                self.stats.frame_rejected(str(error))
+            if frame is not None:
+                self.pending = (msg, now, *frame)
+                node.wakeup.notify()
+        if error is not None:
+            node._throttled_error(f'reject:{self.name}', f'[{self.name}] frame skipped: {error}')
 
 
 class Segmentation:
@@ -315,42 +330,42 @@ class Segmentation:
                 for k in range(n):  # round-robin, starting after the last camera served
                     cam = self.cameras[(self._next + k) % n]
                     if cam.pending is not None:
-                        msg, received = cam.pending
+                        item = (cam, *cam.pending)
                         cam.pending = None
                         self._next = (self._next + k + 1) % n
-                        return cam, msg, received
+                        return item
                 self.wakeup.wait(0.5)
         return None
 
     def _work(self) -> None:
-        """The inference thread: the newest frame in, segmented, handed to ``_send``.
+        """The inference thread: the newest prepared frame through the network, handed to
+        ``_send``.
 
-        Publishing (colour mask, overlay, three message copies: 6 ms a frame at 1280x720)
-        runs on its own thread while this one segments the next frame; at most one frame
+        Frames are converted and resized as they arrive (``CameraStream.on_frame``), and
+        published (colour mask, overlay, message copies: 6 ms a frame at 1280x720) on a
+        thread of their own while this one runs the network on the next; at most one frame
         waits between them, so no frame is dropped there and none is published late."""
         torch.set_num_threads(self.chooser.threads)  # per thread: this one runs the network
         while True:
             item = self._take()
             if item is None:
                 return
-            cam = item[0]
+            cam, msg, received, image, order, convert, prepared = item
+            want_confidence = cam.pub_confidence.get_subscription_count() > 0
             try:
-                out = self._segment(*item)
-            except ImageError as exc:
-                with self.lock:
-                    cam.stats.frame_rejected(str(exc))
-                self._throttled_error(f'reject:{cam.name}',
-                                      f'[{cam.name}] frame skipped: {exc}')
-                continue
+                result = self.segmenter.infer(prepared, want_confidence)
             except Exception as exc:  # inference failure: report, keep serving
                 self._failed(cam, 'inference failed', exc)
                 continue
+            threads = self.chooser.record(result.timings.inference)
+            if threads != torch.get_num_threads():
+                torch.set_num_threads(threads)
             with self.lock:
                 while self.outbox is not None and self.running:
                     self.handed.wait()
                 if not self.running:
                     return
-                self.outbox = out
+                self.outbox = (cam, msg, received, image, order, convert, result)
                 self.handed.notify_all()
 
     def _send(self) -> None:
@@ -376,17 +391,16 @@ class Segmentation:
         self._throttled_error(f'fail:{cam.name}',
                               f'[{cam.name}] {what}: {type(exc).__name__}: {exc}')
 
-    def _segment(self, cam: CameraStream, msg, received: float) -> tuple:
-        max_pixels = self.get_parameter('max_image_pixels').value
+    def prepare(self, msg) -> tuple:
+        """(image, channel order, conversion seconds, ``Prepared``) of one camera message;
+        raises ImageError for a message that cannot be segmented."""
         t0 = time.perf_counter()
-        image, order = message_to_array(msg, max_pixels)
+        image, order = message_to_array(msg, self.get_parameter('max_image_pixels').value)
         convert = time.perf_counter() - t0
-        want_confidence = cam.pub_confidence.get_subscription_count() > 0
-        result = self.segmenter.segment_with_confidence(image, order, want_confidence)
-        threads = self.chooser.record(result.timings.inference)
-        if threads != torch.get_num_threads():
-            torch.set_num_threads(threads)
-        return cam, msg, received, image, order, convert, result
+        try:
+            return image, order, convert, self.segmenter.prepare(image, order)
+        except ValueError as exc:
+            raise ImageError(str(exc)) from exc
 
     def _publish(self, cam: CameraStream, msg, received: float, image: np.ndarray, order: str,
                  convert: float, result) -> None:

@@ -63,6 +63,14 @@ class Result(NamedTuple):
     timings: 'Timings'
 
 
+class Prepared(NamedTuple):
+    """A frame ready for the network (``Segmenter.prepare``)."""
+
+    tensor: torch.Tensor  # (1, h, w, 3) uint8 RGB at the network's size, on the device
+    shape: tuple[int, int]  # the image's (H, W): the ids come back at this size
+    seconds: float  # time it took (the preprocess stage)
+
+
 @dataclass(frozen=True)
 class Timings:
     """Seconds spent per stage of one frame."""
@@ -282,21 +290,32 @@ class Segmenter:
         result = self.segment_with_confidence(image, order, False)
         return result.labels, result.timings
 
-    @torch.inference_mode()
     def segment_with_confidence(self, image: np.ndarray, order: str = 'rgb',
                                 confidence: bool = True) -> 'Result':
         """Class ids, with ``confidence`` the (H, W) uint8 confidence map (else None), the
         frame's mean confidence, and Timings (see ``Result``)."""
+        return self.infer(self.prepare(image, order), confidence)
+
+    def prepare(self, image: np.ndarray, order: str = 'rgb') -> 'Prepared':
+        """The first stage of ``segment_with_confidence``: the image resized and in the
+        network's channel order (the node runs it as frames arrive, beside the network)."""
         if order not in ('rgb', 'bgr'):
             raise ValueError(f"order must be 'rgb' or 'bgr', got {order!r}")
         self.check_image(image)
-        cuda = self.device.type == 'cuda'
         t0 = time.perf_counter()
         x = self._to_tensor(image, order)
+        return Prepared(x, image.shape[:2], time.perf_counter() - t0)
+
+    @torch.inference_mode()
+    def infer(self, prepared: 'Prepared', confidence: bool = True) -> 'Result':
+        """The rest of ``segment_with_confidence``: the network and the ids at the image's
+        resolution."""
+        x = prepared.tensor
+        cuda = self.device.type == 'cuda'
+        t1 = time.perf_counter()
         if cuda:
             events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
             events[0].record()
-        t1 = time.perf_counter()
         ids, mean_confidence, logits = self.net(x)
         if cuda:
             events[1].record()
@@ -307,7 +326,7 @@ class Segmenter:
         if cuda:
             events[2].record()
         labels = ids[0].cpu().numpy()  # the one device->host copy (and sync) per frame
-        h, w = image.shape[:2]
+        h, w = prepared.shape
         if labels.shape != (h, w):
             labels = cv2.resize(labels, (w, h), interpolation=cv2.INTER_NEAREST)
         if conf is not None:
@@ -318,9 +337,9 @@ class Segmenter:
         t3 = time.perf_counter()
         if cuda:
             inference = events[0].elapsed_time(events[1]) / 1000
-            timings = Timings(t1 - t0, inference, (t3 - t1) - inference)
+            timings = Timings(prepared.seconds, inference, (t3 - t1) - inference)
         else:
-            timings = Timings(t1 - t0, t2 - t1, t3 - t2)
+            timings = Timings(prepared.seconds, t2 - t1, t3 - t2)
         return Result(labels, conf, mean_confidence, timings)
 
     def colorize(self, labels: np.ndarray, order: str = 'rgb') -> np.ndarray:
