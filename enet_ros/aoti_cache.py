@@ -81,15 +81,21 @@ class Package:
     _api.PyCapsule_New.restype = ctypes.py_object
     _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
 
-    def __init__(self, package: bytes, device: str = 'cpu'):
+    def __init__(self, package: bytes, folder: Path, device: str = 'cpu'):
         with zipfile.ZipFile(io.BytesIO(package)) as archive:
             libraries = [n for n in archive.namelist() if n.endswith('.so')]
             if len(libraries) != 1:
                 raise ValueError(f'expected one shared library in the package, found '
                                  f'{len(libraries)}')
             library = archive.read(libraries[0])
-        # dlopen needs a file; the mapping outlives it
-        with tempfile.NamedTemporaryFile(prefix='enet_ros_', suffix='.so') as f:
+        # dlopen needs a file (the mapping outlives it): in the package's folder rather
+        # than /tmp, which hardened systems mount noexec; /tmp where the folder is
+        # read-only (a cache baked into the vehicle's image)
+        try:
+            f = tempfile.NamedTemporaryFile(dir=folder, prefix='.load_', suffix='.so')
+        except OSError:
+            f = tempfile.NamedTemporaryFile(prefix='enet_ros_', suffix='.so')
+        with f:
             f.write(library)
             f.flush()
             self._lib = ctypes.CDLL(f.name)
@@ -150,7 +156,7 @@ def _load_verified(path: Path, check) -> tuple[Package | None, str]:
     if hashlib.sha256(package).hexdigest() != expected:
         return None, 'its bytes do not match the checksum written when it was built'
     try:
-        fn = Package(package)
+        fn = Package(package, path.parent)
         if check is not None:
             check(fn)
     except Exception as exc:  # a package for other shapes, or a failed self-check
