@@ -3,8 +3,9 @@
 # each), the final run on all 468 train+val frames, then export with the model card.
 # Resumable: re-run the same command after a kill and each run continues from its last epoch.
 # The shipped runs trained on a GPU (three in parallel on one H100, about 12 minutes); on
-# two CPU cores, at the 9.2 images/s of benchmarks/train_speed.py (compiled, bf16), each
-# 200-epoch run would take about 2.5 hours, the three about 7.5. The recipe is
+# two CPU cores, at the 7.3 images/s benchmarks/train_speed.py measured for this path
+# (bf16 autocast, not compiled), the three 200-epoch runs (367, 406 and 468 frames)
+# would take about 9.5 hours. The recipe is
 # the one with the best mean held-out class IoU in training.ablation's table.
 #   bash training/train_camvid.sh [camvid root]
 set -euo pipefail
