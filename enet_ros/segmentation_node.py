@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
@@ -41,7 +42,7 @@ from enet_ros import camera_stats
 from enet_ros.camera_stats import CameraStats
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
-from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros.segmenter import Prepared, Result, Segmenter, SegmenterError
 from enet_ros import topics
 from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
@@ -94,6 +95,17 @@ except ImportError:
 MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
 
 
+class Frame(NamedTuple):
+    """One camera frame on its way through the node, prepared as it arrived."""
+
+    msg: object  # the Image or CompressedImage message
+    received: float  # monotonic receipt time
+    image: np.ndarray  # its pixels (the overlay blends them)
+    order: str  # their channel order, 'rgb' or 'bgr'
+    convert: float  # seconds from message to array
+    prepared: Prepared
+
+
 class CameraStream:
     """One input: its mailbox, publishers and counters."""
 
@@ -125,7 +137,7 @@ class CameraStream:
         self.sub = self.sub_camera_info = None
         self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
         self.node = node
-        self.pending = None  # (msg, receipt time, image, order, convert s, Prepared)
+        self.pending: Frame | None = None
         self.stats = CameraStats(node.segmenter.meta.num_classes, MESSAGE_INFO)  # node.lock
 
     def subscribe(self) -> None:
@@ -163,7 +175,7 @@ class CameraStream:
         # network on the previous frame
         frame, error = None, None
         try:
-            frame = node.prepare(msg)
+            frame = node.prepare(msg, now)
         except ImageError as exc:
             error = exc
         except Exception as exc:  # a fault in preprocessing: report, keep serving
@@ -174,7 +186,7 @@ class CameraStream:
             if error is not None:
                 self.stats.frame_rejected(str(error))
             if frame is not None:
-                self.pending = (msg, now, *frame)
+                self.pending = frame
                 node.wakeup.notify()
         if error is not None:
             node._throttled_error(f'reject:{self.name}', f'[{self.name}] frame skipped: {error}')
@@ -213,7 +225,7 @@ class Segmentation:
         self.wakeup = threading.Condition(self.lock)  # a frame arrived
         self.handed = threading.Condition(self.lock)  # the outbox was filled or emptied
         self.running = False
-        self.outbox = None  # one segmented frame on its way out (see _work)
+        self.outbox = None  # (camera, Frame, Result): one frame on its way out (_work)
         self.workers: list[threading.Thread] = []
         self.diag_timer = None
         self._next = 0
@@ -330,10 +342,9 @@ class Segmentation:
                 for k in range(n):  # round-robin, starting after the last camera served
                     cam = self.cameras[(self._next + k) % n]
                     if cam.pending is not None:
-                        item = (cam, *cam.pending)
-                        cam.pending = None
+                        frame, cam.pending = cam.pending, None
                         self._next = (self._next + k + 1) % n
-                        return item
+                        return cam, frame
                 self.wakeup.wait(0.5)
         return None
 
@@ -350,10 +361,10 @@ class Segmentation:
             item = self._take()
             if item is None:
                 return
-            cam, msg, received, image, order, convert, prepared = item
+            cam, frame = item
             want_confidence = cam.pub_confidence.get_subscription_count() > 0
             try:
-                result = self.segmenter.infer(prepared, want_confidence)
+                result = self.segmenter.infer(frame.prepared, want_confidence)
             except Exception as exc:  # inference failure: report, keep serving
                 self._failed(cam, 'inference failed', exc)
                 continue
@@ -365,7 +376,7 @@ class Segmentation:
                     self.handed.wait()
                 if not self.running:
                     return
-                self.outbox = (cam, msg, received, image, order, convert, result)
+                self.outbox = (cam, frame, result)
                 self.handed.notify_all()
 
     def _send(self) -> None:
@@ -387,23 +398,24 @@ class Segmentation:
 
     def _failed(self, cam: CameraStream, what: str, exc: Exception) -> None:
         with self.lock:
-            cam.stats.frame_failed(f'{type(exc).__name__}: {exc}')
+            cam.stats.frame_failed(f'{what}: {type(exc).__name__}: {exc}')
         self._throttled_error(f'fail:{cam.name}',
                               f'[{cam.name}] {what}: {type(exc).__name__}: {exc}')
 
-    def prepare(self, msg) -> tuple:
-        """(image, channel order, conversion seconds, ``Prepared``) of one camera message;
-        raises ImageError for a message that cannot be segmented."""
+    def prepare(self, msg, received: float) -> Frame:
+        """One camera message ready for the network; raises ImageError for a message that
+        cannot be segmented."""
         t0 = time.perf_counter()
         image, order = message_to_array(msg, self.get_parameter('max_image_pixels').value)
         convert = time.perf_counter() - t0
         try:
-            return image, order, convert, self.segmenter.prepare(image, order)
+            return Frame(msg, received, image, order, convert,
+                         self.segmenter.prepare(image, order))
         except ValueError as exc:
             raise ImageError(str(exc)) from exc
 
-    def _publish(self, cam: CameraStream, msg, received: float, image: np.ndarray, order: str,
-                 convert: float, result) -> None:
+    def _publish(self, cam: CameraStream, frame: Frame, result: Result) -> None:
+        msg, image, order = frame.msg, frame.image, frame.order
         labels, confidence, timings = result.labels, result.confidence, result.timings
         t1 = time.perf_counter()
         cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
@@ -427,9 +439,9 @@ class Segmentation:
             pub.publish(self._image(msg.header, array, encoding))
         publish = time.perf_counter() - t1
         age = self._message_age(msg.header.stamp)
-        times = {'convert': convert, 'preprocess': timings.preprocess,
+        times = {'convert': frame.convert, 'preprocess': timings.preprocess,
                  'inference': timings.inference, 'postprocess': timings.postprocess,
-                 'publish': publish, 'processing': time.monotonic() - received,
+                 'publish': publish, 'processing': time.monotonic() - frame.received,
                  'message_age': age}
         with self.lock:
             cam.stats.frame_processed(times, labels, result.mean_confidence)
