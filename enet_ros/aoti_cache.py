@@ -57,8 +57,8 @@ def _writable(folder: Path) -> str | None:
         return f'{type(exc).__name__}: {exc.strerror or exc}'
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
@@ -81,7 +81,7 @@ class Package:
     _api.PyCapsule_New.restype = ctypes.py_object
     _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
 
-    def __init__(self, package: bytes, folder: Path, device: str = 'cpu'):
+    def __init__(self, package: bytes, folder: Path):
         with zipfile.ZipFile(io.BytesIO(package)) as archive:
             libraries = [n for n in archive.namelist() if n.endswith('.so')]
             if len(libraries) != 1:
@@ -113,7 +113,7 @@ class Package:
             fn.argtypes, fn.restype = args, ctypes.c_int32
         self._handle = ctypes.c_void_p()
         self._call('create', lib.AOTInductorModelContainerCreateWithDevice,
-                   ctypes.byref(self._handle), 1, device.encode(), None)
+                   ctypes.byref(self._handle), 1, b'cpu', None)  # CPU only: resolve_backend
         counts = ctypes.c_size_t(), ctypes.c_size_t()
         self._call('count inputs', lib.AOTInductorModelContainerGetNumInputs,
                    self._handle, ctypes.byref(counts[0]))
@@ -153,7 +153,7 @@ def _load_verified(path: Path, check) -> tuple[Package | None, str]:
     except OSError:
         return None, 'no checksum beside it'
     package = path.read_bytes()
-    if hashlib.sha256(package).hexdigest() != expected:
+    if _sha256(package) != expected:
         return None, 'its bytes do not match the checksum written when it was built'
     try:
         fn = Package(package, path.parent)
@@ -216,7 +216,7 @@ def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
                 program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
     finally:
         torch.set_num_threads(caller_threads)
-    digest = _sha256(path)
+    digest = _sha256(path.read_bytes())
     _write_atomic(path.with_name(path.name + '.sha256'), lambda p: p.write_text(digest + '\n'))
     info(f'compiled in {time.perf_counter() - t:.1f} s')
     fn, why = _load_verified(path, check)
