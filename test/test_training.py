@@ -19,6 +19,7 @@ from enet_ros.checkpoint import load_checkpoint
 from enet_ros.segmenter import Segmenter
 from training import checkpoint as tc, datasets, train
 from training.augment import Augment
+from training.lovasz import lovasz_softmax
 from training.report import weak_classes
 from training.train import class_weights
 
@@ -265,3 +266,47 @@ def test_bf16_autocast_trains_like_fp32(tiny_camvid, tmp_path):
     # mean loss over the last 10 epochs agrees within 15%
     a, b = curves['off'][-10:].mean(), curves['bf16'][-10:].mean()
     assert abs(a - b) < 0.15 * a, (a, b)
+
+
+def test_lovasz_at_hard_predictions_is_one_minus_iou():
+    """At one-hot probabilities the Lovász extension equals the Jaccard loss: the loss is
+    the mean over the classes in the targets of 1 - IoU, void pixels taking no part."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 4, (2, 12, 16), generator=gen)
+    pred = torch.where(torch.rand(y.shape, generator=gen) < 0.3,
+                       torch.randint(0, 5, y.shape, generator=gen), y)
+    y[:, :3] = datasets.IGNORE
+    pred[:, :3] = 4  # wrong, but on void: must not count
+    logits = torch.nn.functional.one_hot(pred, 5).permute(0, 3, 1, 2).float() * 100
+    valid = y != datasets.IGNORE
+    ious = [((pred == c) & (y == c)).sum() / (((pred == c) | (y == c)) & valid).sum()
+            for c in y[valid].unique()]
+    expected = 1 - torch.stack(ious).float().mean()
+    got = lovasz_softmax(logits, y, datasets.IGNORE)
+    torch.testing.assert_close(got, expected)
+    assert 0.1 < got < 0.5  # a real mix of right and wrong pixels
+    # the gradient pushes each pixel's probability of its own class up
+    soft = logits.detach().div(100).requires_grad_()
+    lovasz_softmax(soft, y, datasets.IGNORE).backward()
+    own = soft.grad.gather(1, y.clamp(max=4).unsqueeze(1)).squeeze(1)
+    assert (own[valid] <= 0).all() and (own[valid] < 0).any()
+    assert (soft.grad.permute(0, 2, 3, 1)[~valid] == 0).all()
+
+
+def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
+    """--init loads the parent's final weights; --lovasz adds a positive term to the loss
+    (at learning rate 0 nothing moves, so both runs see the same network and batches)."""
+    common = ['--root', str(tiny_camvid), '--limit', '4', '--batch-size', '2',
+              '--input-size', '96', '128', '--threads', '2']
+    train.main(train.get_args(common + ['--epochs', '2', '--output-dir', str(tmp_path / 'p')]))
+    loss = {}
+    for name, extra in (('ce', []), ('lovasz', ['--lovasz', '1'])):
+        run_dir = tmp_path / name
+        model, _ = train.main(train.get_args(
+            common + ['--epochs', '1', '--lr', '0', '--init', str(tmp_path / 'p'),
+                      '--output-dir', str(run_dir)] + extra))
+        parent = tc.weights(tc.load(tmp_path / 'p'))
+        for k, v in model.named_parameters():
+            assert torch.equal(v.detach(), parent[k]), k
+        loss[name] = float((run_dir / 'log.csv').read_text().splitlines()[1].split(',')[1])
+    assert loss['lovasz'] > loss['ce'] + 0.05, loss

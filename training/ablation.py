@@ -27,7 +27,8 @@ from training import checkpoint
 
 FOLDS = ('0006R0', '0001TP')
 # Each rung adds one change to the one before it; the first is the augmentation of the
-# earlier two-stage recipe (scale 0.75-1.5, colour 0.3) trained in one stage.
+# earlier two-stage recipe (scale 0.75-1.5, colour 0.3) trained in one stage. ``--init
+# NAME`` rungs are a second stage: they start from rung NAME's run on the same frames.
 LADDER = {
     'A-base': ['--scale', '0.75', '1.5', '--color', '0.3'],
     'B-scale': ['--scale', '0.5', '2.0', '--color', '0.3'],
@@ -35,16 +36,32 @@ LADDER = {
     'D-ema': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5', '--ema', '0.999'],
     'E-softer-weights': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5',
                          '--ema', '0.999', '--class-weight-c', '1.10'],
+    'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4', '--scale', '0.75', '1.5',
+                 '--color', '0.3'],
 }
+
+
+def run_name(name: str, fold: str | None) -> str:
+    return f'{name}-{fold}' if fold else name
+
+
+def parent(name: str) -> str | None:
+    """The rung a second-stage rung starts from (``--init NAME``), else None."""
+    recipe = LADDER[name]
+    return recipe[recipe.index('--init') + 1] if '--init' in recipe else None
+
 
 
 def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
            extra: list[str]) -> subprocess.Popen:
-    run_dir = out / (f'{name}-{fold}' if fold else name)
+    run_dir = out / run_name(name, fold)
     run_dir.mkdir(parents=True, exist_ok=True)
+    recipe = list(LADDER[name])
+    if parent(name):
+        recipe[recipe.index('--init') + 1] = str(out / run_name(parent(name), fold))
     cmd = [sys.executable, '-m', 'training.train', '--root', root, '--splits', 'train', 'val',
            '--epochs', str(epochs), '--output-dir', str(run_dir), '--resume',
-           *LADDER[name], *extra] + (['--holdout', fold] if fold else [])
+           *recipe, *extra] + (['--holdout', fold] if fold else [])
     log = open(run_dir / 'stdout.log', 'a')
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
@@ -64,37 +81,49 @@ def table(args: argparse.Namespace) -> str:
     runs = Path(args.runs) / 'ablation'
     lines = ['| recipe | ' +
              ' | '.join(f'held-out {f} class IoU' for f in FOLDS) +
-             ' | mean | epochs | GPU minutes per run |', '|---' * (len(FOLDS) + 4) + '|']
+             ' | mean | epochs | minutes per run | trained on |', '|---' * (len(FOLDS) + 5) + '|']
+
+    def epochs(name: str, fold: str) -> str:
+        run_dir = runs / run_name(name, fold)
+        done = len(read_log(run_dir / 'log.csv'))
+        planned = checkpoint.load(run_dir)['args']['epochs']
+        text = str(done) if done == planned else f'{done} of {planned} (stopped early)'
+        first = parent(name)
+        return f'{epochs(first, fold)} + {text}' if first else text
+
     for name in LADDER:
-        figures, minutes, epochs = [], [], None
+        figures, minutes, rounds, devices = [], [], None, set()
         for fold in FOLDS:
-            run_dir = runs / f'{name}-{fold}'
+            run_dir = runs / run_name(name, fold)
             if not (run_dir / checkpoint.NAME).exists():
                 figures.append(None)
                 continue
             figures.append(heldout_metrics(run_dir, args.root)['mean_iou'])
-            log = read_log(run_dir / 'log.csv')
-            planned = checkpoint.load(run_dir)['args']['epochs']
-            epochs = str(len(log)) if len(log) == planned else \
-                f'{len(log)} of {planned} (stopped by the GPU time limit)'
-            minutes.append(sum(float(r['epoch_seconds']) for r in log) / 60)
+            rounds = epochs(name, fold)
+            minutes.append(sum(float(r['epoch_seconds'])
+                               for r in read_log(run_dir / 'log.csv')) / 60)
+            # runs from before the device was recorded trained on the lent H100
+            devices.add(checkpoint.load(run_dir)['data'].get('device', 'NVIDIA H100'))
         if all(f is None for f in figures):
             continue
         shown = [f'{f:.1f}' if f is not None else '' for f in figures]
         done = [f for f in figures if f is not None]
         mean = f'{sum(done) / len(done):.1f}' if len(done) == len(FOLDS) else ''
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
-                     f'{epochs} | {max(minutes):.0f} |')
+                     f'{rounds} | {max(minutes):.0f} | {"; ".join(sorted(devices))} |')
     from benchmarks.report import header, publish
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),
         'Each run trains on every CamVid train+val frame except one whole drive and is '
         'measured on that drive (class IoU, void excluded), from the original PNG frames '
         "with the node's inference core in fp32: `python -m training.ablation table`. "
-        'Every run is one seed, trained on one NVIDIA H100 (bf16 autocast), three runs '
-        'sharing it; the machine above measured the figures. Rows differ in schedule '
-        'where the epochs column says so: they compare recipes as trained, not one '
-        'change at a time. `training/train_camvid.sh` ships the row with the best mean.',
+        'Every run is one seed with bf16 autocast, trained where the last column says '
+        '(several runs sharing the device); the machine above measured the figures. Rows '
+        'differ in schedule where the epochs column says so: they compare recipes as '
+        'trained, not one change at a time. A second-stage row (`--init NAME`) continues '
+        "rung NAME's run on the same frames, so its epochs read 'first stage + second "
+        "stage' and its minutes are the second stage's. `training/train_camvid.sh` ships "
+        'the row with the best mean.',
         '',
         *lines,
     ])

@@ -81,12 +81,14 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
 def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
     """fp32 metrics of a held-out training run on its held-out drive, from ``root``'s frames.
 
-    Cached as ``heldout_png_fp32.json`` in the run folder.
+    Cached as ``heldout_png_fp32.json`` in the run folder, for the checkpoint it measured.
     """
     cache = Path(run_dir) / 'heldout_png_fp32.json'
-    if cache.exists():
-        return json.loads(cache.read_text())
     ckpt = checkpoint.load(run_dir)
+    if cache.exists():
+        cached = json.loads(cache.read_text())
+        if cached.get('checkpoint_saved') == ckpt['saved']:
+            return cached
     data = ckpt['data']
     frames = datasets.build(data['dataset'], root, data['splits'])
     frames = datasets.select(frames, datasets.split_by_sequence(
@@ -96,7 +98,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
         segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager')
         metrics = evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False)
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),
-                    'epochs': ckpt['epoch'] + 1})
+                    'epochs': ckpt['epoch'] + 1, 'checkpoint_saved': ckpt['saved']})
     cache.write_text(json.dumps(metrics, indent=1))
     return metrics
 

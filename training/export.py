@@ -58,17 +58,26 @@ def precision_agreement(weights: Path, images) -> dict:
     return out
 
 
-def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
-    data = ckpt['data']
+def training_stage(ckpt: dict) -> dict:
+    """How one run trained: recipe, command, epochs, date; a second stage (``--init``)
+    also names the run it started from, as ``first_stage``."""
     recipe = {k: v for k, v in ckpt['args'].items()
               if k not in ('root', 'output_dir', 'resume', 'threads')}
+    stage = {'recipe': recipe, 'command': ckpt['command'], 'epochs': ckpt['epoch'] + 1,
+             'trained': ckpt['saved']}
+    if recipe.get('init'):
+        stage['first_stage'] = training_stage(checkpoint.load(recipe['init']))
+    return stage
+
+
+def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
+    data = ckpt['data']
     heldout = {}
     for run in heldout_runs:
         m = heldout_metrics(run, root)
         heldout[m['sequence']] = {k: m[k] for k in CARD_METRICS}
     return {'data': {k: data[k] for k in ('dataset', 'splits', 'train_frames', 'sequences')},
-            'recipe': recipe, 'command': ckpt['command'], 'epochs': ckpt['epoch'] + 1,
-            'trained': ckpt['saved'], 'heldout_protocol': PROTOCOL, 'heldout': heldout}
+            **training_stage(ckpt), 'heldout_protocol': PROTOCOL, 'heldout': heldout}
 
 
 def export_onnx(model: ENet, input_size: tuple[int, int], path: Path) -> None:

@@ -133,10 +133,17 @@ def main() -> None:
         for s in seqs])
     rows.append(['global accuracy'] + [f'{heldout[s]["global_accuracy"]:.1f}' for s in seqs])
     data = card['data']
+    stages = []  # oldest first
+    stage = card
+    while stage:
+        stages.insert(0, stage)
+        stage = stage.get('first_stage')
     md = (f'### CamVid accuracy of the shipped weights (`{args.weights.name}`)\n\n'
           f'The shipped weights train on all {data["train_frames"]} CamVid train+val frames '
           f'({", ".join(f"{k} {v}" for k, v in data["sequences"].items())}) for '
-          f'{card["epochs"]} epochs with a recipe fixed beforehand; no epoch or run is '
+          f'{" + ".join(str(s["epochs"]) for s in stages)} epochs'
+          f'{f" (in {len(stages)} stages)" if len(stages) > 1 else ""} with a recipe fixed '
+          f'beforehand; no epoch or run is '
           f'selected. How that recipe does on a drive it has never seen is measured by '
           f'training it again with one whole drive left out and measuring on that drive '
           f"(accuracy / IoU per class, void excluded, fp32, original frames, the node's "
@@ -150,8 +157,9 @@ def main() -> None:
     if agreement:
         md += ('\nClass ids agreeing with fp32 on CamVid val pixels: '
                + ', '.join(f'{k} {v:.2f}%' for k, v in agreement.items()) + '.\n')
-    md += (f'\nRecipe: `{card["command"]}` (trained {card["trained"]}). The recipe '
-           f'ablation is in `benchmarks/results/training_ablation.md`.\n')
+    md += ('\nRecipe: ' + ', then '.join(f'`{s["command"]}` (trained {s["trained"]})'
+                                         for s in stages)
+           + '. The recipe ablation is in `benchmarks/results/training_ablation.md`.\n')
     md += ('\n![curves](docs/training/curves.png)\n![per-class IoU]'
            '(docs/training/per_class_iou.png)\n![confusion](docs/training/confusion_matrix.png)\n')
     publish('training_results', md, args.readme)
