@@ -36,6 +36,9 @@ LADDER = {
     'D-ema': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5', '--ema', '0.999'],
     'E-softer-weights': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5',
                          '--ema', '0.999', '--class-weight-c', '1.10'],
+    # a second stage on A-base: more epochs at a lower learning rate, then the same with the
+    # Lovász-softmax term added (F-ce tells what the extra epochs alone give)
+    'F-ce': ['--init', 'A-base', '--lr', '1e-4', '--scale', '0.75', '1.5', '--color', '0.3'],
     'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4', '--scale', '0.75', '1.5',
                  '--color', '0.3'],
 }
