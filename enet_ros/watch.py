@@ -96,6 +96,16 @@ def reference_of(card: dict) -> dict | None:
             'drives': sorted(card['heldout'])}
 
 
+def stages(card: dict) -> list[dict]:
+    """The training stages a model card records, oldest first (``training.export``: a
+    second stage names the run it started from as ``first_stage``)."""
+    out = []
+    while card:
+        out.insert(0, card)
+        card = card.get('first_stage')
+    return out
+
+
 def card_summary(card: dict) -> str:
     """One line of a model card for diagnostics: data, training date, held-out figures."""
     if not card:
@@ -104,6 +114,7 @@ def card_summary(card: dict) -> str:
     heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in
                         sorted(card.get('heldout', {}).items()))
     return (f'{data.get("dataset", "?")} {"+".join(data.get("splits", []))} '
-            f'({data.get("train_frames", "?")} frames), {card.get("epochs", "?")} epochs, '
+            f'({data.get("train_frames", "?")} frames), '
+            f'{" + ".join(str(s.get("epochs", "?")) for s in stages(card))} epochs, '
             f'trained {card.get("trained", "?")[:10]}; held-out class IoU: '
             f'{heldout or "none recorded"}')

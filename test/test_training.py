@@ -17,7 +17,8 @@ import torch
 
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.segmenter import Segmenter
-from training import checkpoint as tc, datasets, train
+from enet_ros.watch import card_summary
+from training import checkpoint as tc, datasets, export, train
 from training.augment import Augment
 from training.lovasz import lovasz_softmax
 from training.report import weak_classes
@@ -310,3 +311,10 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
             assert torch.equal(v.detach(), parent[k]), k
         loss[name] = float((run_dir / 'log.csv').read_text().splitlines()[1].split(',')[1])
     assert loss['lovasz'] > loss['ce'] + 0.05, loss
+    # the model card names both stages; diagnostics count the epochs of both
+    out = export.main(export.get_args(['--checkpoint', str(tmp_path / 'lovasz'), '--no-onnx',
+                                       '--output', str(tmp_path / 'w.pt')]))
+    card = load_checkpoint(out)[1].metrics['model_card']
+    assert card['recipe']['lovasz'] == 1 and card['epochs'] == 1
+    assert card['first_stage']['epochs'] == 2 and 'first_stage' not in card['first_stage']
+    assert '2 + 1 epochs' in card_summary(card), card_summary(card)

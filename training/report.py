@@ -21,6 +21,7 @@ import numpy as np
 from benchmarks.report import publish, table
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.metrics import ConfusionMatrix
+from enet_ros.watch import stages as training_stages
 from training.evaluate import heldout_metrics
 
 def read_log(path: Path) -> list[dict]:
@@ -133,11 +134,7 @@ def main() -> None:
         for s in seqs])
     rows.append(['global accuracy'] + [f'{heldout[s]["global_accuracy"]:.1f}' for s in seqs])
     data = card['data']
-    stages = []  # oldest first
-    stage = card
-    while stage:
-        stages.insert(0, stage)
-        stage = stage.get('first_stage')
+    stages = training_stages(card)
     md = (f'### CamVid accuracy of the shipped weights (`{args.weights.name}`)\n\n'
           f'The shipped weights train on all {data["train_frames"]} CamVid train+val frames '
           f'({", ".join(f"{k} {v}" for k, v in data["sequences"].items())}) for '
