@@ -311,6 +311,11 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
             assert torch.equal(v.detach(), parent[k]), k
         loss[name] = float((run_dir / 'log.csv').read_text().splitlines()[1].split(',')[1])
     assert loss['lovasz'] > loss['ce'] + 0.05, loss
+    # a fold's second stage must start from a run that held out the same drive
+    with pytest.raises(SystemExit, match='did not hold out 0006R0'):
+        train.main(train.get_args(common + ['--epochs', '1', '--init', str(tmp_path / 'p'),
+                                            '--holdout', '0006R0', '--limit', '8',
+                                            '--output-dir', str(tmp_path / 'leak')]))
     # the model card names both stages; diagnostics count the epochs of both
     out = export.main(export.get_args(['--checkpoint', str(tmp_path / 'lovasz'), '--no-onnx',
                                        '--output', str(tmp_path / 'w.pt')]))

@@ -41,7 +41,7 @@ def plots(runs: list[Path], out: Path, heldout: dict, names) -> None:
         ax[0].plot(x, [float(r['train_loss']) for r in rows], label=run.name)
         if rows and rows[0]['heldout_mean_iou']:
             ax[1].plot(x, [float(r['heldout_mean_iou']) for r in rows], label=run.name)
-    ax[0].set_title('training loss (class-weighted CE)')
+    ax[0].set_title('training loss (class-weighted CE, + Lovász in a second stage)')
     ax[1].set_title('held-out drive mean IoU % (during training, bf16)')
     for a in ax:
         a.set_xlabel('epoch')

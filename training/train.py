@@ -256,6 +256,11 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         model = model.to(memory_format=torch.channels_last)
     if args.init:
         parent = checkpoint.load(args.init)
+        if args.holdout and parent['data']['heldout_sequence'] != args.holdout:
+            # a parent that trained on the held-out drive would make its figure a memory test
+            raise SystemExit(f'--init {args.init} did not hold out {args.holdout} (it held out '
+                             f'{parent["data"]["heldout_sequence"] or "nothing"}); start from '
+                             f'a run with --holdout {args.holdout}')
         model.load_state_dict(checkpoint.weights(parent))
         print(f'starting from {args.init} (epoch {parent["epoch"] + 1})', flush=True)
     criterion = Criterion(weights.to(device), args.lovasz)
