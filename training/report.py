@@ -82,24 +82,29 @@ def plots(runs: list[Path], out: Path, heldout: dict, names) -> None:
     plt.close(fig)
 
 
-def weak_classes(confusion: np.ndarray, names) -> str:
-    """A sentence naming the classes with val IoU under 10% and where their pixels go;
-    empty when there are none."""
-    cm = ConfusionMatrix(len(names))
-    cm.mat = np.asarray(confusion, dtype=np.int64)
-    iou = cm.compute(list(names))['per_class_iou']  # NaN for classes absent from the frames
+def weak_classes(confusions: dict, names) -> str:
+    """A sentence naming the classes with IoU under 10% on any held-out drive (``confusions``:
+    drive -> confusion matrix) and where their pixels go there; empty when there are none."""
     parts = []
     for i, name in enumerate(names):
-        if not iou[name] < 10:  # also skips NaN
-            continue
-        row = confusion[i] / max(confusion[i].sum(), 1)
-        top = np.argsort(row)[::-1][:2]
-        parts.append(f'{name} ({int(confusion[:, i].sum())} held-out pixels predicted as '
-                     f'{name}; its own pixels go to '
-                     + ' and '.join(f'{names[j]} {100 * row[j]:.0f}%' for j in top) + ')')
+        where = []
+        for seq, confusion in confusions.items():
+            confusion = np.asarray(confusion, dtype=np.int64)
+            cm = ConfusionMatrix(len(names))
+            cm.mat = confusion
+            iou = cm.compute(list(names))['per_class_iou'][name]
+            if not iou < 10:  # also skips NaN: a class absent from the drive
+                continue
+            row = confusion[i] / max(confusion[i].sum(), 1)
+            top = np.argsort(row)[::-1][:2]
+            where.append(f'IoU {iou:.1f} on {seq}: {int(confusion[:, i].sum())} pixels '
+                         f'predicted as {name}, its own pixels go to '
+                         + ' and '.join(f'{names[j]} {100 * row[j]:.0f}%' for j in top))
+        if where:
+            parts.append(f'{name} ({"; ".join(where)})')
     if not parts:
         return ''
-    return ('\n**Weak classes** (held-out IoU under 10%): '
+    return ('\n**Weak classes** (IoU under 10% on a held-out drive): '
             + '; '.join(parts) + '. A driving stack must not rely on these classes.\n')
 
 
@@ -149,7 +154,7 @@ def main() -> None:
           f'they are not set beside these.\n\n')
     md += table(['class'] + [f'held-out drive {s} ({heldout[s]["images"]} frames): '
                              f'accuracy / IoU' for s in seqs], rows)
-    md += weak_classes(confusion_of(heldout), names)
+    md += weak_classes({seq: m['confusion_matrix'] for seq, m in heldout.items()}, names)
     agreement = meta.metrics.get('precision_agreement', {})
     if agreement:
         md += ('\nClass ids agreeing with fp32 on CamVid val pixels: '
