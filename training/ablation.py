@@ -54,7 +54,6 @@ def parent(name: str) -> str | None:
     return recipe[recipe.index('--init') + 1] if '--init' in recipe else None
 
 
-
 def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
            extra: list[str]) -> subprocess.Popen:
     run_dir = out / run_name(name, fold)

@@ -85,14 +85,17 @@ def plots(runs: list[Path], out: Path, heldout: dict, names) -> None:
 def weak_classes(confusions: dict, names) -> str:
     """A sentence naming the classes with IoU under 10% on any held-out drive (``confusions``:
     drive -> confusion matrix) and where their pixels go there; empty when there are none."""
+    confusions = {seq: np.asarray(c, dtype=np.int64) for seq, c in confusions.items()}
+    ious = {}
+    for seq, confusion in confusions.items():
+        cm = ConfusionMatrix(len(names))
+        cm.mat = confusion
+        ious[seq] = cm.compute(list(names))['per_class_iou']
     parts = []
     for i, name in enumerate(names):
         where = []
         for seq, confusion in confusions.items():
-            confusion = np.asarray(confusion, dtype=np.int64)
-            cm = ConfusionMatrix(len(names))
-            cm.mat = confusion
-            iou = cm.compute(list(names))['per_class_iou'][name]
+            iou = ious[seq][name]
             if not iou < 10:  # also skips NaN: a class absent from the drive
                 continue
             row = confusion[i] / max(confusion[i].sum(), 1)
