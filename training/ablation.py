@@ -41,6 +41,15 @@ LADDER = {
     'F-ce': ['--init', 'A-base', '--lr', '1e-4', '--scale', '0.75', '1.5', '--color', '0.3'],
     'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4', '--scale', '0.75', '1.5',
                  '--color', '0.3'],
+    # a longer second stage (40 epochs on the GPU) at twice F-lovasz's learning rate; then
+    # the same with an average of the weights, and with the photometric augmentation of
+    # C-photometric (the test drives include dusk)
+    'G-lovasz-long': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.75',
+                      '1.5', '--color', '0.3'],
+    'H-lovasz-ema': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.75',
+                     '1.5', '--color', '0.3', '--ema', '0.999'],
+    'I-lovasz-photometric': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale',
+                             '0.5', '2.0', '--color', '0.4', '--gamma', '0.5'],
 }
 
 
