@@ -6,14 +6,16 @@
 # training.ablation's table, whose last columns say where each stage trained and for how
 # long. On two CPU cores, at the 7.3 images/s benchmarks/train_speed.py measured for this
 # path (bf16 autocast, not compiled), the first stage's three 200-epoch runs (367, 406 and
-# 468 frames) would take about 9.5 hours.
+# 468 frames) would take about 9.5 hours and the second stage's three 40-epoch runs about 2
+# hours.
 #   bash training/train_camvid.sh [camvid root]
 set -euo pipefail
 root=${1:-../shared/data/camvid}
 first=A-base    # from scratch, 200 epochs
-recipe=F-lovasz # 15 more epochs from A-base's runs, Lovász-softmax added to the loss
+recipe=J-softer-weights # 40 more epochs from A-base's runs: Lovász-softmax term, photometric
+                        # augmentation, softer class weights
 python -m training.ablation run --root "$root" --epochs 200 --configs "$first" --final "$first"
-python -m training.ablation run --root "$root" --epochs 15 --configs "$recipe" --final "$recipe"
+python -m training.ablation run --root "$root" --epochs 40 --configs "$recipe" --final "$recipe"
 python -m training.export --checkpoint "runs/camvid/$recipe" --root "$root" \
   --heldout-runs "runs/ablation/$recipe-0006R0" "runs/ablation/$recipe-0001TP" \
   --output enet_ros/weights/enet_camvid.pt
