@@ -35,12 +35,13 @@ def plots(runs: list[Path], out: Path, heldout: dict, names) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
-    for run in runs:
+    for i, run in enumerate(runs):
         rows = read_log(run / 'log.csv')
         x = [int(r['epoch']) for r in rows]
-        ax[0].plot(x, [float(r['train_loss']) for r in rows], label=run.name)
+        style = {'label': run.name, 'color': f'C{i}'}  # one colour a run in both panels
+        ax[0].plot(x, [float(r['train_loss']) for r in rows], **style)
         if rows and rows[0]['heldout_mean_iou']:
-            ax[1].plot(x, [float(r['heldout_mean_iou']) for r in rows], label=run.name)
+            ax[1].plot(x, [float(r['heldout_mean_iou']) for r in rows], **style)
     ax[0].set_title('training loss (class-weighted CE, + Lovász in a second stage)')
     ax[1].set_title('held-out drive mean IoU % (during training, bf16)')
     for a in ax:
