@@ -26,36 +26,32 @@ import time
 from training import checkpoint
 
 FOLDS = ('0006R0', '0001TP')
-# Each rung adds one change to the one before it; the first is the augmentation of the
+# Augmentations the rungs share: A-base's, and the wider scale, colour and gamma jitter.
+A_AUGMENT = ['--scale', '0.75', '1.5', '--color', '0.3']
+PHOTOMETRIC = ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5']
+# The second stages trained on the GPU: 40 epochs on A-base at twice F-lovasz's rate.
+LOVASZ_STAGE = ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4']
+# Each rung adds one change to a rung before it; the first is the augmentation of the
 # earlier two-stage recipe (scale 0.75-1.5, colour 0.3) trained in one stage. ``--init
 # NAME`` rungs are a second stage: they start from rung NAME's run on the same frames.
 LADDER = {
-    'A-base': ['--scale', '0.75', '1.5', '--color', '0.3'],
+    'A-base': A_AUGMENT,
     'B-scale': ['--scale', '0.5', '2.0', '--color', '0.3'],
-    'C-photometric': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5'],
-    'D-ema': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5', '--ema', '0.999'],
-    'E-softer-weights': ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5',
-                         '--ema', '0.999', '--class-weight-c', '1.10'],
+    'C-photometric': PHOTOMETRIC,
+    'D-ema': PHOTOMETRIC + ['--ema', '0.999'],
+    'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999', '--class-weight-c', '1.10'],
     # a second stage on A-base: more epochs at a lower learning rate, then the same with the
     # Lovász-softmax term added (F-ce tells what the extra epochs alone give)
-    'F-ce': ['--init', 'A-base', '--lr', '1e-4', '--scale', '0.75', '1.5', '--color', '0.3'],
-    'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4', '--scale', '0.75', '1.5',
-                 '--color', '0.3'],
-    # a longer second stage (40 epochs on the GPU) at twice F-lovasz's learning rate; then
-    # the same with an average of the weights, and with the photometric augmentation of
-    # C-photometric (the test drives include dusk)
-    'G-lovasz-long': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.75',
-                      '1.5', '--color', '0.3'],
-    'H-lovasz-ema': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.75',
-                     '1.5', '--color', '0.3', '--ema', '0.999'],
-    'I-lovasz-photometric': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale',
-                             '0.5', '2.0', '--color', '0.4', '--gamma', '0.5'],
-    # I-lovasz-photometric with softer class weights (1 / ln(1.10 + p) instead of 1.02)
-    'J-softer-weights': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.5',
-                         '2.0', '--color', '0.4', '--gamma', '0.5', '--class-weight-c', '1.10'],
-    # J-softer-weights with still softer class weights (1 / ln(1.20 + p))
-    'K-softest-weights': ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4', '--scale', '0.5',
-                          '2.0', '--color', '0.4', '--gamma', '0.5', '--class-weight-c', '1.20'],
+    'F-ce': ['--init', 'A-base', '--lr', '1e-4'] + A_AUGMENT,
+    'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT,
+    # F-lovasz longer at twice the rate; then G with an average of the weights (H), G with
+    # the photometric augmentation of C-photometric, since the test drives include dusk (I),
+    # and I with softer class weights, 1 / ln(c + p) at c = 1.10 (J) and 1.20 (K), not 1.02
+    'G-lovasz-long': LOVASZ_STAGE + A_AUGMENT,
+    'H-lovasz-ema': LOVASZ_STAGE + A_AUGMENT + ['--ema', '0.999'],
+    'I-lovasz-photometric': LOVASZ_STAGE + PHOTOMETRIC,
+    'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.10'],
+    'K-softest-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.20'],
 }
 
 
