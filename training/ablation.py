@@ -52,6 +52,13 @@ LADDER = {
     'I-lovasz-photometric': LOVASZ_STAGE + PHOTOMETRIC,
     'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.10'],
     'K-softest-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.20'],
+    # J continued for 15 epochs at half its rate on frames at the scale the node sees (no
+    # rescaling or crop; flip and photometric jitter kept): training at a mix of scales
+    # but testing at one leaves the network's statistics off at test time (FixRes, Touvron
+    # et al. 2019); trained on this CPU
+    'M-test-scale': ['--init', 'J-softer-weights', '--lovasz', '1', '--lr', '1e-4',
+                     '--scale', '1.0', '1.0', '--color', '0.4', '--gamma', '0.5',
+                     '--class-weight-c', '1.10'],
 }
 
 
