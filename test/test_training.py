@@ -296,6 +296,35 @@ def test_lovasz_at_hard_predictions_is_one_minus_iou():
     assert (soft.grad.permute(0, 2, 3, 1)[~valid] == 0).all()
 
 
+def test_lovasz_equals_its_definition_with_void_and_absent_classes():
+    """At soft probabilities the loss and its gradient equal the definition computed class
+    by class over the non-void pixels only (void pixels are not dropped but given error 0,
+    so this checks that they change nothing); a class absent from the targets takes no part.
+    """
+    gen = torch.Generator().manual_seed(1)
+    logits = (torch.randn(3, 6, 20, 24, generator=gen) * 3).requires_grad_()
+    y = torch.randint(0, 6, (3, 20, 24), generator=gen)
+    y[y == 4] = 2  # class 4 absent
+    y[torch.rand(y.shape, generator=gen) < 0.2] = datasets.IGNORE
+    probs = logits.softmax(1).permute(0, 2, 3, 1).reshape(-1, 6)
+    labels = y.reshape(-1)
+    probs, labels = probs[labels != datasets.IGNORE], labels[labels != datasets.IGNORE]
+    terms = []
+    for c in labels.unique().tolist():
+        fg = (labels == c).float()
+        errors, order = (fg - probs[:, c]).abs().sort(descending=True)
+        fg = fg[order]
+        jaccard = 1 - (fg.sum() - fg.cumsum(0)) / (fg.sum() + (1 - fg).cumsum(0))
+        terms.append(torch.dot(errors, torch.cat([jaccard[:1], jaccard.diff()])))
+    expected = torch.stack(terms).mean()
+    (want,) = torch.autograd.grad(expected, logits)
+    got = lovasz_softmax(logits, y, datasets.IGNORE)
+    (grad,) = torch.autograd.grad(got, logits)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(grad, want)
+    assert grad.abs().sum() > 0
+
+
 def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
     """--init loads the parent's final weights; --lovasz adds a positive term to the loss
     (at learning rate 0 nothing moves, so both runs see the same network and batches)."""

@@ -143,9 +143,8 @@ def stack_frames(frames: list[np.ndarray], size: tuple[int, int], nearest: bool)
 class Criterion:
     """Class-weighted cross-entropy, plus ``lovasz`` times the Lovász-softmax loss.
 
-    The Lovász term sorts every pixel's error once per class; on a 4x4-subsampled grid
-    (random offset per step) it costs about a tenth of a CPU training step instead of
-    more than the step itself."""
+    The Lovász term sorts every pixel's error once per class; it runs on a 4x4-subsampled
+    grid (random offset per step), where it costs a few percent of a CPU training step."""
 
     STRIDE = 4
 
