@@ -26,9 +26,12 @@ import time
 from training import checkpoint
 
 FOLDS = ('0006R0', '0001TP')
-# Augmentations the rungs share: A-base's, and the wider scale, colour and gamma jitter.
+# Pieces the rungs share: A-base's augmentation; the stronger colour and gamma jitter,
+# alone and with the wider scale; the softer class weights, 1 / ln(1.10 + p).
 A_AUGMENT = ['--scale', '0.75', '1.5', '--color', '0.3']
-PHOTOMETRIC = ['--scale', '0.5', '2.0', '--color', '0.4', '--gamma', '0.5']
+COLOUR = ['--color', '0.4', '--gamma', '0.5']
+PHOTOMETRIC = ['--scale', '0.5', '2.0'] + COLOUR
+SOFTER_WEIGHTS = ['--class-weight-c', '1.10']
 # The second stages trained on the GPU: 40 epochs on A-base at twice F-lovasz's rate.
 LOVASZ_STAGE = ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4']
 # Each rung adds one change to a rung before it; the first is the augmentation of the
@@ -39,7 +42,7 @@ LADDER = {
     'B-scale': ['--scale', '0.5', '2.0', '--color', '0.3'],
     'C-photometric': PHOTOMETRIC,
     'D-ema': PHOTOMETRIC + ['--ema', '0.999'],
-    'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999', '--class-weight-c', '1.10'],
+    'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999'] + SOFTER_WEIGHTS,
     # a second stage on A-base: more epochs at a lower learning rate, then the same with the
     # Lovász-softmax term added (F-ce tells what the extra epochs alone give)
     'F-ce': ['--init', 'A-base', '--lr', '1e-4'] + A_AUGMENT,
@@ -50,15 +53,14 @@ LADDER = {
     'G-lovasz-long': LOVASZ_STAGE + A_AUGMENT,
     'H-lovasz-ema': LOVASZ_STAGE + A_AUGMENT + ['--ema', '0.999'],
     'I-lovasz-photometric': LOVASZ_STAGE + PHOTOMETRIC,
-    'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.10'],
+    'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS,
     'K-softest-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.20'],
     # J continued for 15 epochs at half its rate on frames at the scale the node sees (no
     # rescaling or crop; flip and photometric jitter kept): training at a mix of scales
     # but testing at one leaves the network's statistics off at test time (FixRes, Touvron
     # et al. 2019); trained on this CPU
     'M-test-scale': ['--init', 'J-softer-weights', '--lovasz', '1', '--lr', '1e-4',
-                     '--scale', '1.0', '1.0', '--color', '0.4', '--gamma', '0.5',
-                     '--class-weight-c', '1.10'],
+                     '--scale', '1.0', '1.0'] + COLOUR + SOFTER_WEIGHTS,
 }
 
 
