@@ -325,6 +325,40 @@ def test_lovasz_equals_its_definition_with_void_and_absent_classes():
     assert grad.abs().sum() > 0
 
 
+def test_ohem_averages_the_weighted_cross_entropy_over_the_hard_pixels():
+    """--ohem P keeps the pixels whose own-class probability is at most P, at least 1/16
+    of them (the least confident first), never void; P = 1 keeps all: the weighted CE."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 3, (2, 16, 16), generator=gen)
+    y[:, :2] = datasets.IGNORE
+    weights = torch.tensor([0.5, 1.0, 2.0])
+    logits = torch.randn(2, 3, 16, 16, generator=gen)
+    plain = torch.nn.CrossEntropyLoss(weight=weights, ignore_index=datasets.IGNORE)
+    torch.testing.assert_close(train.Criterion(weights, 0.0, 1.0)(logits, y), plain(logits, y))
+
+    def expected(keep):
+        return plain(logits, torch.where(keep, y, datasets.IGNORE))
+
+    valid = y != datasets.IGNORE
+    own = logits.softmax(1).gather(1, y.clamp(max=2).unsqueeze(1)).squeeze(1)
+    hard = valid & (own <= 0.4)
+    assert y.numel() // 16 < hard.sum() < valid.sum()  # a threshold that drops pixels
+    torch.testing.assert_close(train.Criterion(weights, 0.0, 0.4)(logits, y), expected(hard))
+    # confident everywhere but on 5 pixels: the 1/16 least confident valid pixels count
+    logits = torch.nn.functional.one_hot(y.clamp(max=2), 3).permute(0, 3, 1, 2) * 5.0
+    logits = logits + 0.1 * torch.randn(logits.shape, generator=gen)
+    b, i, j = valid.nonzero()[:5].T
+    logits[b, :, i, j] = -logits[b, :, i, j]  # their own class now the least likely
+    own = logits.softmax(1).gather(1, y.clamp(max=2).unsqueeze(1)).squeeze(1)
+    k = y.numel() // 16
+    least = own.masked_fill(~valid, 2.0).flatten().argsort()[:k]
+    keep = torch.zeros(y.numel(), dtype=torch.bool)
+    keep[least] = True
+    assert (own[valid] <= 0.7).sum() < k
+    torch.testing.assert_close(train.Criterion(weights, 0.0, 0.7)(logits, y),
+                               expected(keep.view_as(y)))
+
+
 def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
     """--init loads the parent's final weights; --lovasz adds a positive term to the loss
     (at learning rate 0 nothing moves, so both runs see the same network and batches)."""
