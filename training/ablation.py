@@ -57,6 +57,9 @@ LADDER = {
     'I-lovasz-photometric': LOVASZ_STAGE + PHOTOMETRIC,
     'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS,
     'K-softest-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.20'],
+    # J's second stage again with another seed, trained on this CPU: how far one run's
+    # randomness (and the device) moves the held-out figures
+    'J-seed-1': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS + ['--seed', '1'],
     # J continued for 15 epochs at half its rate on frames at the scale the node sees (no
     # rescaling or crop; flip and photometric jitter kept): training at a mix of scales
     # but testing at one leaves the network's statistics off at test time (FixRes, Touvron
@@ -64,6 +67,8 @@ LADDER = {
     'M-test-scale': ['--init', 'J-softer-weights', '--lovasz', '1', '--lr', '1e-4',
                      '--scale', '1.0', '1.0'] + COLOUR + SOFTER_WEIGHTS,
 }
+
+SEED_REPEAT = ('J-seed-1', 'J-softer-weights')  # the same recipe, another seed
 
 
 def run_name(name: str, fold: str | None) -> str:
@@ -88,6 +93,18 @@ def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
            *recipe, *extra] + (['--holdout', fold] if fold else [])
     log = open(run_dir / 'stdout.log', 'a')
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+
+
+def seed_noise(measured: dict[str, list]) -> str:
+    """What the table says of one run's noise, from J and its repeat with another seed."""
+    repeat, of = SEED_REPEAT
+    if not all(f is not None for name in SEED_REPEAT for f in measured.get(name, [None])):
+        return "One run's noise is not measured in this table."
+    gaps = ' and '.join(f'{abs(a - b):.1f} ({fold})'
+                        for fold, a, b in zip(FOLDS, measured[repeat], measured[of]))
+    return (f'{repeat} repeats {of} with another seed, on another device: their held-out '
+            f'class IoU differ by {gaps} points, so differences of that size between rows '
+            f'are noise.')
 
 
 def run(args: argparse.Namespace) -> None:
@@ -116,6 +133,7 @@ def table(args: argparse.Namespace) -> str:
         first = parent(name)
         return f'{epochs(first, fold)} + {text}' if first else text
 
+    measured = {}
     for name in LADDER:
         figures, accuracy, minutes, rounds, devices = [], [], [], None, set()
         for fold in FOLDS:
@@ -133,6 +151,7 @@ def table(args: argparse.Namespace) -> str:
             devices.add(checkpoint.load(run_dir)['data'].get('device', 'NVIDIA H100'))
         if all(f is None for f in figures):
             continue
+        measured[name] = figures
         shown = [f'{f:.1f}' if f is not None else '' for f in figures]
         done = [f for f in figures if f is not None]
         both = len(done) == len(FOLDS)
@@ -152,9 +171,8 @@ def table(args: argparse.Namespace) -> str:
         'trained, not one change at a time. A second-stage row (`--init NAME`) continues '
         "rung NAME's run on the same frames, so its epochs read 'first stage + second "
         "stage' and its minutes are the second stage's. `training/train_camvid.sh` ships "
-        'the row with the best mean class IoU; between rows that tie on it, the one with '
-        'the higher class-average accuracy. One seed a run: differences under a point are '
-        'within the swing of the held-out figure from epoch to epoch (`log.csv`).',
+        'the recipe of the row with the best mean class IoU; between rows that tie on it, '
+        f'the one with the higher class-average accuracy. {seed_noise(measured)}',
         '',
         *lines,
     ])
