@@ -44,10 +44,12 @@ LADDER = {
     'D-ema': PHOTOMETRIC + ['--ema', '0.999'],
     'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999'] + SOFTER_WEIGHTS,
     # a second stage on A-base: more epochs at a lower learning rate, then the same with the
-    # Lovász-softmax term added, or with the cross-entropy over the hard pixels only (OHEM
-    # at PSPNet's threshold, 0.7); F-ce tells what the extra epochs alone give
+    # Lovász-softmax term added (at weight 1, then 3), or with the cross-entropy over the
+    # hard pixels only (OHEM at PSPNet's threshold, 0.7); F-ce tells what the extra epochs
+    # alone give
     'F-ce': ['--init', 'A-base', '--lr', '1e-4'] + A_AUGMENT,
     'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT,
+    'F-lovasz-3': ['--init', 'A-base', '--lovasz', '3', '--lr', '1e-4'] + A_AUGMENT,
     'F-ohem': ['--init', 'A-base', '--ohem', '0.7', '--lr', '1e-4'] + A_AUGMENT,
     # F-lovasz longer at twice the rate; then G with an average of the weights (H), G with
     # the photometric augmentation of C-photometric, since the test drives include dusk (I),
