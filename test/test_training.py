@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -252,6 +253,34 @@ def test_augment_identity_flip_and_padding_with_ignore():
     _, y = Augment((0.5, 0.5), color=0.0)(img, tgt, gen)
     assert (y == datasets.IGNORE).float().mean().item() == pytest.approx(0.75, abs=0.02)
     assert set(y.unique().tolist()) <= set(range(11)) | {datasets.IGNORE}
+
+
+def test_cutmix_pastes_one_rectangle_of_the_previous_image_with_its_labels():
+    """At scale 1 each output is its frame (or mirror) with one rectangle of the batch's
+    previous frame (or mirror) over it, and its labels are pasted exactly there."""
+    gen = torch.Generator().manual_seed(0)
+    img = torch.randint(0, 256, (6, 32, 48, 3), dtype=torch.uint8)
+    tgt = torch.randint(0, 11, (6, 32, 48), dtype=torch.uint8)
+    x, y = Augment((1.0, 1.0), color=0.0, cutmix=1.0)(img, tgt, gen)
+    got = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+    pasted = 0
+    for i in range(6):
+        j = (i - 1) % 6
+        for fi, fj in itertools.product((False, True), repeat=2):
+            a, b = (img[k].flip(1) if f else img[k] for k, f in ((i, fi), (j, fj)))
+            box = ~(got[i] == a).all(-1)
+            if (got[i][box] == b[box]).all():
+                break
+        else:
+            raise AssertionError(f'image {i} is not made of frames {i} and {j}')
+        rows, cols = box.any(1).nonzero(), box.any(0).nonzero()
+        if len(rows):
+            assert box[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all()
+            assert box.sum() == len(rows) * len(cols)  # one rectangle
+            pasted += 1
+        ta, tb = (tgt[k].flip(1) if f else tgt[k] for k, f in ((i, fi), (j, fj)))
+        assert torch.equal(y[i], torch.where(box, tb, ta).long())
+    assert pasted >= 4  # area uniform in 0..1: a box may round to nothing
 
 
 def test_bf16_autocast_trains_like_fp32(tiny_camvid, tmp_path):

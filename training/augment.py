@@ -6,6 +6,10 @@ applies, per image:
 - a random scale in ``scale`` with a random crop of the network's size (padding with
   ignore where the scaled image is smaller), and a horizontal flip: one affine
   ``grid_sample`` per batch, bilinear for images, nearest for targets;
+- CutMix (Yun et al. 2019), with probability ``cutmix``: a rectangle of the previous
+  image of the batch, image and labels, pasted over this one (area uniform in 0..1 of
+  the frame, centre anywhere, clipped at the borders): objects in scenes they were not
+  seen in;
 - photometric jitter: brightness, contrast and saturation factors in [1 - s, 1 + s] and
   a gamma in [1 / (1 + g), 1 + g] (the CamVid test split has dusk frames).
 
@@ -29,6 +33,7 @@ class Augment:
     scale: tuple[float, float] = (0.5, 2.0)
     color: float = 0.3  # brightness / contrast / saturation strength
     gamma: float = 0.0  # 0 = no gamma jitter
+    cutmix: float = 0.0  # probability of a pasted rectangle per image
 
     def __call__(self, images: torch.Tensor, targets: torch.Tensor,
                  gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +65,15 @@ class Augment:
         t = F.grid_sample(t, grid, mode='nearest', padding_mode='zeros', align_corners=False)
         t = t.squeeze(1).long() - 1
         t[t < 0] = IGNORE
+        if self.cutmix:
+            on = torch.rand(n, generator=gen) < self.cutmix
+            side = torch.rand(n, generator=gen).sqrt().view(n, 1) / 2  # half the box side
+            cy, cx = (torch.rand(n, 1, generator=gen) for _ in range(2))
+            rows = ((torch.arange(h) + 0.5) / h - cy).abs() < side
+            cols = ((torch.arange(w) + 0.5) / w - cx).abs() < side
+            box = (rows[:, :, None] & cols[:, None, :] & on.view(n, 1, 1)).to(dev)
+            x = torch.where(box.unsqueeze(1), x.roll(1, 0), x)
+            t = torch.where(box, t.roll(1, 0), t)
         if self.color:
             b, c, sat = (uniform(1 - self.color, 1 + self.color).to(dev).view(n, 1, 1, 1)
                          for _ in range(3))

@@ -66,6 +66,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--color', type=float, default=0.3,
                    help='brightness/contrast/saturation jitter strength (0 = none)')
     p.add_argument('--gamma', type=float, default=0.0, help='gamma jitter (0 = none)')
+    p.add_argument('--cutmix', type=float, default=0.0, metavar='P',
+                   help='with probability P per image, paste a random rectangle of the '
+                        "batch's previous image and its labels over it (CutMix)")
     p.add_argument('--ema', type=float, default=0.0,
                    help='keep an exponential moving average of the weights with this decay '
                         'per step (e.g. 0.999) and evaluate and export it')
@@ -264,7 +267,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     mean_l, std_l = channel_stats(train_x)
     mean = torch.tensor(mean_l, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std_l, device=device).view(1, 3, 1, 1)
-    augment = Augment(tuple(args.scale), args.color, args.gamma)
+    augment = Augment(tuple(args.scale), args.color, args.gamma, args.cutmix)
     amp_dtype = autocast_dtype(args.amp, device)
     channels_last = device.type == 'cuda'
 
