@@ -32,6 +32,8 @@ A_AUGMENT = ['--scale', '0.75', '1.5', '--color', '0.3']
 COLOUR = ['--color', '0.4', '--gamma', '0.5']
 PHOTOMETRIC = ['--scale', '0.5', '2.0'] + COLOUR
 SOFTER_WEIGHTS = ['--class-weight-c', '1.10']
+# The second stage trained on this CPU: 15 epochs on A-base with the Lovász term.
+F_LOVASZ = ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT
 # The second stages trained on the GPU: 40 epochs on A-base at twice F-lovasz's rate.
 LOVASZ_STAGE = ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4']
 # Each rung adds one change to a rung before it; the first is the augmentation of the
@@ -48,13 +50,12 @@ LADDER = {
     # hard pixels only (OHEM at PSPNet's threshold, 0.7); F-ce tells what the extra epochs
     # alone give
     'F-ce': ['--init', 'A-base', '--lr', '1e-4'] + A_AUGMENT,
-    'F-lovasz': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT,
+    'F-lovasz': F_LOVASZ,
     'F-lovasz-3': ['--init', 'A-base', '--lovasz', '3', '--lr', '1e-4'] + A_AUGMENT,
     'F-ohem': ['--init', 'A-base', '--ohem', '0.7', '--lr', '1e-4'] + A_AUGMENT,
     # F-lovasz with CutMix on half the frames: objects pasted into scenes they were not
     # seen in, a cheap stand-in for more drives
-    'F-lovasz-cutmix': ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT
-    + ['--cutmix', '0.5'],
+    'F-lovasz-cutmix': F_LOVASZ + ['--cutmix', '0.5'],
     # F-lovasz longer at twice the rate; then G with an average of the weights (H), G with
     # the photometric augmentation of C-photometric, since the test drives include dusk (I),
     # and I with softer class weights, 1 / ln(c + p) at c = 1.10 (J) and 1.20 (K), not 1.02

@@ -66,12 +66,12 @@ class Augment:
         t = t.squeeze(1).long() - 1
         t[t < 0] = IGNORE
         if self.cutmix:
-            on = torch.rand(n, generator=gen) < self.cutmix
-            side = torch.rand(n, generator=gen).sqrt().view(n, 1) / 2  # half the box side
-            cy, cx = (torch.rand(n, 1, generator=gen) for _ in range(2))
-            rows = ((torch.arange(h) + 0.5) / h - cy).abs() < side
-            cols = ((torch.arange(w) + 0.5) / w - cx).abs() < side
-            box = (rows[:, :, None] & cols[:, None, :] & on.view(n, 1, 1)).to(dev)
+            on = (torch.rand(n, generator=gen) < self.cutmix).to(dev)
+            side = torch.rand(n, generator=gen).sqrt().view(n, 1).to(dev) / 2  # half a side
+            cy, cx = (torch.rand(n, 1, generator=gen).to(dev) for _ in range(2))
+            rows = ((torch.arange(h, device=dev) + 0.5) / h - cy).abs() < side
+            cols = ((torch.arange(w, device=dev) + 0.5) / w - cx).abs() < side
+            box = rows[:, :, None] & cols[:, None, :] & on.view(n, 1, 1)
             x = torch.where(box.unsqueeze(1), x.roll(1, 0), x)
             t = torch.where(box, t.roll(1, 0), t)
         if self.color:
