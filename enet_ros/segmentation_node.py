@@ -565,17 +565,30 @@ class ManagedSegmentationNode(Segmentation, LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
 
-def stop_on_signals() -> None:
-    """SIGINT and SIGTERM raise KeyboardInterrupt in the main thread, once.
+def leave_at_once() -> None:
+    """Exit now, without unwinding: for a stop while the network loads or compiles."""
+    rclpy.try_shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def stop_on_signals(started: threading.Event) -> None:
+    """SIGINT and SIGTERM stop the node, once.
 
     rclpy's own handlers only shut the context down: a signal during the first compile
     was then ignored until the compile ended, and the inference thread went on publishing
-    into the dead context. Raising here stops a compile at once, and ``main`` stops the
-    inference thread before it shuts rclpy down.
+    into the dead context. Before ``started`` is set (loading, compiling) the process
+    leaves at once: an exception raised inside the compiler can leave its fake-tensor mode
+    set and abort the process as it unwinds, and compile workers may still run in threads
+    that interpreter exit would wait for. After it, KeyboardInterrupt in the main thread
+    lets ``main`` stop the inference thread before it shuts rclpy down.
     """
     def handler(signum, frame):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
+        if not started.is_set():
+            leave_at_once()
         raise KeyboardInterrupt
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
@@ -587,7 +600,8 @@ def main(args=None, node_class=SegmentationNode) -> int:
     if '-h' in own or '--help' in own:
         print(usage())
         return 0
-    stop_on_signals()
+    started = threading.Event()
+    stop_on_signals(started)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
@@ -596,13 +610,9 @@ def main(args=None, node_class=SegmentationNode) -> int:
         print(f'[{NODE_NAME}] start-up failed: {exc}', file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 1
-    except (KeyboardInterrupt, ExternalShutdownException):
-        # stopped while loading or compiling: compile workers may still run in threads
-        # that interpreter exit would wait for, so leave at once
-        rclpy.try_shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    except ExternalShutdownException:
+        leave_at_once()
+    started.set()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
