@@ -93,6 +93,9 @@ except ImportError:
 # since Iron; Humble's calls every callback with the message alone. There the node takes
 # the message alone and cannot count frames lost before it (diagnostics say so).
 MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
+# Set while a signal has nothing to stop but the process: until ``main`` has built the
+# node, and while a managed node's configure loads or compiles (``stop_on_signals``).
+LOADING = threading.Event()
 
 
 class Frame(NamedTuple):
@@ -536,11 +539,14 @@ class ManagedSegmentationNode(Segmentation, LifecycleNode):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def on_configure(self, state) -> TransitionCallbackReturn:
+        LOADING.set()
         try:
             self.load()
         except (CheckpointError, SegmenterError, ValueError) as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        finally:
+            LOADING.clear()
         self.open_outputs()
         return TransitionCallbackReturn.SUCCESS
 
@@ -573,21 +579,21 @@ def leave_at_once() -> None:
     os._exit(0)
 
 
-def stop_on_signals(started: threading.Event) -> None:
+def stop_on_signals() -> None:
     """SIGINT and SIGTERM stop the node, once.
 
     rclpy's own handlers only shut the context down: a signal during the first compile
     was then ignored until the compile ended, and the inference thread went on publishing
-    into the dead context. Before ``started`` is set (loading, compiling) the process
+    into the dead context. While ``LOADING`` is set (loading, compiling) the process
     leaves at once: an exception raised inside the compiler can leave its fake-tensor mode
     set and abort the process as it unwinds, and compile workers may still run in threads
-    that interpreter exit would wait for. After it, KeyboardInterrupt in the main thread
+    that interpreter exit would wait for. Otherwise KeyboardInterrupt in the main thread
     lets ``main`` stop the inference thread before it shuts rclpy down.
     """
     def handler(signum, frame):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
-        if not started.is_set():
+        if LOADING.is_set():
             leave_at_once()
         raise KeyboardInterrupt
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -600,8 +606,8 @@ def main(args=None, node_class=SegmentationNode) -> int:
     if '-h' in own or '--help' in own:
         print(usage())
         return 0
-    started = threading.Event()
-    stop_on_signals(started)
+    LOADING.set()
+    stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
@@ -612,7 +618,7 @@ def main(args=None, node_class=SegmentationNode) -> int:
         return 1
     except ExternalShutdownException:
         leave_at_once()
-    started.set()
+    LOADING.clear()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:

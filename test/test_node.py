@@ -375,23 +375,49 @@ def test_clean_shutdown(weights, ros, sig):
     assert 'deprecated' not in log, log  # the profile variable this distro's Fast DDS reads
 
 
-def test_sigterm_during_the_first_compile_ends_it(weights, ros, tmp_path):
-    import os
-    env = {**os.environ, 'ENET_ROS_CACHE': str(tmp_path / 'cache')}  # nothing cached
-    with NodeProcess({'model_path': str(weights), 'backend': 'compile', 'device': 'cpu',
-                      'precision': 'fp32'}, env=env) as proc:
-        deadline = time.monotonic() + 60
-        while 'compiling' not in proc.log() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert 'compiling' in proc.log(), proc.log()
-        time.sleep(2.0)  # well inside the compile (about 20 s here)
-        t = time.monotonic()
-        rc = proc.stop(signal.SIGTERM, timeout=20)
-        stopped_in = time.monotonic() - t
-        log = proc.log()
+def stop_inside_the_compile(proc) -> None:
+    """SIGTERM two seconds into the compile: it ends promptly, exit code 0, no traceback."""
+    deadline = time.monotonic() + 60
+    while 'compiling' not in proc.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert 'compiling' in proc.log(), proc.log()
+    time.sleep(2.0)  # well inside the compile (about 20 s here)
+    t = time.monotonic()
+    rc = proc.stop(signal.SIGTERM, timeout=20)
+    stopped_in = time.monotonic() - t
+    log = proc.log()
     assert rc == 0, log
     assert stopped_in < 10, (stopped_in, log)
     assert 'Traceback' not in log and 'RCLError' not in log, log
+
+
+COMPILE_FROM_SCRATCH = {'backend': 'compile', 'device': 'cpu', 'precision': 'fp32'}
+
+
+def test_sigterm_during_the_first_compile_ends_it(weights, ros, tmp_path):
+    env = {**os.environ, 'ENET_ROS_CACHE': str(tmp_path / 'cache')}  # nothing cached
+    with NodeProcess({'model_path': str(weights), **COMPILE_FROM_SCRATCH}, env=env) as proc:
+        stop_inside_the_compile(proc)
+
+
+def test_sigterm_during_a_managed_configure_ends_it(weights, ros, tmp_path):
+    """A managed node compiles inside its configure service callback, on the executor."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    env = {**os.environ, 'ENET_ROS_CACHE': str(tmp_path / 'cache')}  # nothing cached
+    with NodeProcess({'model_path': str(weights), **COMPILE_FROM_SCRATCH}, env=env,
+                     ros_args=['-r', '__ns:=/configuring'],
+                     module='enet_ros.managed_segmentation_node') as proc:
+        c = SegmentationClient(namespace='/configuring', name='configure_client')
+        try:
+            change = c.node.create_client(ChangeState,
+                                          '/configuring/enet_segmentation/change_state')
+            assert change.wait_for_service(timeout_sec=60), proc.log()
+            change.call_async(ChangeState.Request(
+                transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
+            stop_inside_the_compile(proc)
+        finally:
+            c.close()
 
 
 def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
