@@ -45,9 +45,10 @@ LADDER = {
     'C-photometric': PHOTOMETRIC,
     'D-ema': PHOTOMETRIC + ['--ema', '0.999'],
     'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999'] + SOFTER_WEIGHTS,
-    # A-base without the scale augmentation: frames at the scale the node sees, only flipped
-    # and colour-jittered (davidtvs/PyTorch-ENet trains with none); trained on this CPU
-    'N-no-scale': ['--scale', '1.0', '1.0', '--color', '0.3'],
+    # A-base over 300 epochs (``run --epochs 300``) instead of 200, as davidtvs/PyTorch-ENet
+    # trains: A-base's held-out figures rose until its learning rate had decayed; trained
+    # on this CPU, a drive at a time, across sessions (its checkpoint is committed as it goes)
+    'O-300-epochs': A_AUGMENT,
     # a second stage on A-base: more epochs at a lower learning rate, then the same with the
     # Lovász-softmax term added (at weight 1, then 3), or with the cross-entropy over the
     # hard pixels only (OHEM at PSPNet's threshold, 0.7); F-ce tells what the extra epochs
