@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import json
 import os
@@ -417,3 +418,45 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
     assert card['recipe']['lovasz'] == 1 and card['epochs'] == 1
     assert card['first_stage']['epochs'] == 2 and 'first_stage' not in card['first_stage']
     assert '2 + 1 epochs' in card_summary(card), card_summary(card)
+
+
+def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, monkeypatch):
+    """Each trained rung gets a row with its held-out figure per drive (the fp32 measure the
+    run folder caches), their mean, and 'first + second stage' epochs; an untrained rung
+    gets none; the seed-noise sentence gives the gap between J and its seed repeat."""
+    from benchmarks import report
+    from training import ablation
+    tiny = ['--input-size', '48', '64', '--batch-size', '2', '--max-steps', '1', '--threads', '1']
+    stage = ['--init', 'A-base']
+    monkeypatch.setattr(ablation, 'LADDER', {  # the repeat's rate makes a gap to measure
+        'A-base': ['--scale', '1.0', '1.0'], 'B-untrained': [],
+        'J-softer-weights': stage, 'J-seed-1': stage + ['--seed', '1', '--lr', '5e-2']})
+    published = {}
+    monkeypatch.setattr(report, 'publish', lambda name, text, readme: published.update(
+        {name: text}))
+    runs = tmp_path / 'runs'
+
+    def train_rungs(epochs, *names):
+        ablation.run(argparse.Namespace(configs=list(names), final=[], root=str(tiny_camvid),
+                                        epochs=epochs, runs=str(runs), extra=tiny))
+
+    train_rungs(2, 'A-base')
+    train_rungs(1, 'J-softer-weights', 'J-seed-1')
+    ablation.table(argparse.Namespace(root=str(tiny_camvid), runs=str(runs), readme=False))
+    rows = {line.split(':')[0].strip('| '): line.split(' | ')
+            for line in published['training_ablation'].splitlines()
+            if line.startswith('| ') and ':' in line}
+    assert set(rows) == {'A-base', 'J-softer-weights', 'J-seed-1'}
+    figures = {}
+    for name, row in rows.items():
+        measured = [json.loads((runs / 'ablation' / f'{name}-{fold}' /
+                                'heldout_png_fp32.json').read_text())['mean_iou']
+                    for fold in ablation.FOLDS]
+        assert row[1:3] == [f'{m:.1f}' for m in measured], row
+        assert row[3] == f'{sum(measured) / 2:.1f}', row
+        assert row[5] == ('2' if name == 'A-base' else '2 + 1'), row
+        figures[name] = measured
+    gaps = [abs(a - b) for a, b in zip(figures['J-seed-1'], figures['J-softer-weights'])]
+    assert min(gaps) >= 0.05, figures
+    assert (f'differ by {gaps[0]:.1f} ({ablation.FOLDS[0]}) and {gaps[1]:.1f} '
+            f'({ablation.FOLDS[1]}) points') in published['training_ablation']
