@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -436,13 +435,11 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
         {name: text}))
     runs = tmp_path / 'runs'
 
-    def train_rungs(epochs, *names):
-        ablation.run(argparse.Namespace(configs=list(names), final=[], root=str(tiny_camvid),
-                                        epochs=epochs, runs=str(runs), extra=tiny))
-
-    train_rungs(2, 'A-base')
-    train_rungs(1, 'J-softer-weights', 'J-seed-1')
-    ablation.table(argparse.Namespace(root=str(tiny_camvid), runs=str(runs), readme=False))
+    common = ['--root', str(tiny_camvid), '--runs', str(runs)]
+    ablation.main(['run', *common, '--epochs', '2', '--configs', 'A-base', '--extra', *tiny])
+    ablation.main(['run', *common, '--epochs', '1', '--configs', 'J-softer-weights',
+                   'J-seed-1', '--extra', *tiny])
+    ablation.main(['table', *common])
     rows = {line.split(':')[0].strip('| '): line.split(' | ')
             for line in published['training_ablation'].splitlines()
             if line.startswith('| ') and ':' in line}
