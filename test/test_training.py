@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+import shutil
 import signal
 import subprocess
 import sys
@@ -422,13 +423,15 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
 def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, monkeypatch):
     """Each trained rung gets a row with its held-out figure per drive (the fp32 measure the
     run folder caches), their mean, and 'first + second stage' epochs; an untrained rung
-    gets none; the seed-noise sentence gives the gap between J and its seed repeat."""
+    gets none; a rung trained on one drive only gets that drive's figure and no mean; the
+    seed-noise sentence gives the gap between each rung and its seed repeat, drive by drive."""
     from benchmarks import report
     from training import ablation
     tiny = ['--input-size', '48', '64', '--batch-size', '2', '--max-steps', '1', '--threads', '1']
     stage = ['--init', 'A-base']
     monkeypatch.setattr(ablation, 'LADDER', {  # the repeat's rate makes a gap to measure
         'A-base': ['--scale', '1.0', '1.0'], 'B-untrained': [],
+        'A-seed-1': ['--scale', '1.0', '1.0', '--seed', '1', '--lr', '5e-2'],
         'J-softer-weights': stage, 'J-seed-1': stage + ['--seed', '1', '--lr', '5e-2']})
     published = {}
     monkeypatch.setattr(report, 'publish', lambda name, text, readme: published.update(
@@ -436,14 +439,19 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     runs = tmp_path / 'runs'
 
     common = ['--root', str(tiny_camvid), '--runs', str(runs)]
-    ablation.main(['run', *common, '--epochs', '2', '--configs', 'A-base', '--extra', *tiny])
+    ablation.main(['run', *common, '--epochs', '2', '--configs', 'A-base', 'A-seed-1',
+                   '--extra', *tiny])
+    shutil.rmtree(runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[1]}')  # one drive only
     ablation.main(['run', *common, '--epochs', '1', '--configs', 'J-softer-weights',
                    'J-seed-1', '--extra', *tiny])
     ablation.main(['table', *common])
     rows = {line.split(':')[0].strip('| '): line.split(' | ')
             for line in published['training_ablation'].splitlines()
             if line.startswith('| ') and ':' in line}
-    assert set(rows) == {'A-base', 'J-softer-weights', 'J-seed-1'}
+    assert set(rows) == {'A-base', 'A-seed-1', 'J-softer-weights', 'J-seed-1'}
+    one = json.loads((runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[0]}' /
+                      'heldout_png_fp32.json').read_text())['mean_iou']
+    assert rows.pop('A-seed-1')[1:4] == [f'{one:.1f}', '', ''], one
     figures = {}
     for name, row in rows.items():
         measured = [json.loads((runs / 'ablation' / f'{name}-{fold}' /
@@ -455,5 +463,9 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
         figures[name] = measured
     gaps = [abs(a - b) for a, b in zip(figures['J-seed-1'], figures['J-softer-weights'])]
     assert min(gaps) >= 0.05, figures
-    assert (f'differ by {gaps[0]:.1f} ({ablation.FOLDS[0]}) and {gaps[1]:.1f} '
+    assert (f'J-seed-1 repeats J-softer-weights with another seed: their held-out class IoU '
+            f'differ by {gaps[0]:.1f} ({ablation.FOLDS[0]}) and {gaps[1]:.1f} '
             f'({ablation.FOLDS[1]}) points') in published['training_ablation']
+    gap = abs(one - figures['A-base'][0])
+    assert (f'A-seed-1 repeats A-base with another seed: their held-out class IoU differ by '
+            f'{gap:.1f} ({ablation.FOLDS[0]}) points;') in published['training_ablation']

@@ -49,6 +49,9 @@ LADDER = {
     # trains: A-base's held-out figures rose until its learning rate had decayed; trained
     # on this CPU, a drive at a time, across sessions (its checkpoint is committed as it goes)
     'O-300-epochs': A_AUGMENT,
+    # A-base again with another seed: how far one first-stage run's randomness moves the
+    # held-out figures (trained on the lent H100, drive 0006R0 only)
+    'A-seed-1': A_AUGMENT + ['--seed', '1'],
     # a second stage on A-base: more epochs at a lower learning rate, then the same with the
     # Lovász-softmax term added (at weight 1, then 3), or with the cross-entropy over the
     # hard pixels only (OHEM at PSPNet's threshold, 0.7); F-ce tells what the extra epochs
@@ -69,7 +72,7 @@ LADDER = {
     'J-softer-weights': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS,
     'K-softest-weights': LOVASZ_STAGE + PHOTOMETRIC + ['--class-weight-c', '1.20'],
     # J's second stage again with another seed, trained on this CPU: how far one run's
-    # randomness (and the device) moves the held-out figures
+    # randomness (and the device) moves the second stage's held-out figures
     'J-seed-1': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS + ['--seed', '1'],
     # J continued for 15 epochs at half its rate on frames at the scale the node sees (no
     # rescaling or crop; flip and photometric jitter kept): training at a mix of scales
@@ -79,7 +82,8 @@ LADDER = {
                      '--scale', '1.0', '1.0'] + COLOUR + SOFTER_WEIGHTS,
 }
 
-SEED_REPEAT = ('J-seed-1', 'J-softer-weights')  # the same recipe, another seed
+# (repeat, of): the same recipe, another seed
+SEED_REPEATS = (('A-seed-1', 'A-base'), ('J-seed-1', 'J-softer-weights'))
 
 
 def run_name(name: str, fold: str | None) -> str:
@@ -107,15 +111,19 @@ def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
 
 
 def seed_noise(measured: dict[str, list]) -> str:
-    """What the table says of one run's noise, from J and its repeat with another seed."""
-    repeat, of = SEED_REPEAT
-    if not all(f is not None for name in SEED_REPEAT for f in measured.get(name, [None])):
+    """What the table says of one run's noise: each seed repeat's gap, drive by drive."""
+    missing = [None] * len(FOLDS)
+    said = []
+    for repeat, of in SEED_REPEATS:
+        gaps = ' and '.join(f'{abs(a - b):.1f} ({fold})' for fold, a, b in
+                            zip(FOLDS, measured.get(repeat, missing), measured.get(of, missing))
+                            if a is not None and b is not None)
+        if gaps:
+            said.append(f'{repeat} repeats {of} with another seed: their held-out class IoU '
+                        f'differ by {gaps} points')
+    if not said:
         return "One run's noise is not measured in this table."
-    gaps = ' and '.join(f'{abs(a - b):.1f} ({fold})'
-                        for fold, a, b in zip(FOLDS, measured[repeat], measured[of]))
-    return (f'{repeat} repeats {of} with another seed, on another device: their held-out '
-            f'class IoU differ by {gaps} points, so differences of that size between rows '
-            f'are noise.')
+    return '; '.join(said) + ', so differences of that size between rows are noise.'
 
 
 def run(args: argparse.Namespace) -> None:
