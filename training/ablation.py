@@ -80,6 +80,9 @@ LADDER = {
     # et al. 2019); trained on this CPU
     'M-test-scale': ['--init', 'J-softer-weights', '--lovasz', '1', '--lr', '1e-4',
                      '--scale', '1.0', '1.0'] + COLOUR + SOFTER_WEIGHTS,
+    # J's second stage on O-300-epochs instead of A-base: whether the longer first stage
+    # pays once the second stage has run; trained on this CPU, drive 0006R0 only
+    'P-J-on-O': ['--init', 'O-300-epochs'] + LOVASZ_STAGE[2:] + PHOTOMETRIC + SOFTER_WEIGHTS,
 }
 
 # (repeat, of): the same recipe, another seed
