@@ -6,7 +6,6 @@ import itertools
 import json
 import os
 from pathlib import Path
-import shutil
 import signal
 import subprocess
 import sys
@@ -423,8 +422,9 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
 def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, monkeypatch):
     """Each trained rung gets a row with its held-out figure per drive (the fp32 measure the
     run folder caches), their mean, and 'first + second stage' epochs; an untrained rung
-    gets none; a rung trained on one drive only gets that drive's figure and no mean; the
-    seed-noise sentence gives the gap between each rung and its seed repeat, drive by drive."""
+    gets none; a rung whose run on one drive is still in progress gets the other drive's
+    figure, no mean, and the unfinished run's epochs; the seed-noise sentence gives the gap
+    between each rung and its seed repeat, drive by drive."""
     from benchmarks import report
     from training import ablation
     tiny = ['--input-size', '48', '64', '--batch-size', '2', '--max-steps', '1', '--threads', '1']
@@ -441,7 +441,10 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     common = ['--root', str(tiny_camvid), '--runs', str(runs)]
     ablation.main(['run', *common, '--epochs', '2', '--configs', 'A-base', 'A-seed-1',
                    '--extra', *tiny])
-    shutil.rmtree(runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[1]}')  # one drive only
+    unfinished = runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[1]}'
+    ckpt = tc.load(unfinished)
+    ckpt['args']['epochs'] = 5  # as if stopped at epoch 2 of 5, to be resumed
+    tc.save(unfinished, ckpt)
     ablation.main(['run', *common, '--epochs', '1', '--configs', 'J-softer-weights',
                    'J-seed-1', '--extra', *tiny])
     ablation.main(['table', *common])
@@ -451,7 +454,9 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     assert set(rows) == {'A-base', 'A-seed-1', 'J-softer-weights', 'J-seed-1'}
     one = json.loads((runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[0]}' /
                       'heldout_png_fp32.json').read_text())['mean_iou']
-    assert rows.pop('A-seed-1')[1:4] == [f'{one:.1f}', '', ''], one
+    assert rows.pop('A-seed-1')[1:6] == [
+        f'{one:.1f}', '', '', '', f'2 ({ablation.FOLDS[0]}); 2 of 5, in progress '
+        f'({ablation.FOLDS[1]})'], one
     figures = {}
     for name, row in rows.items():
         measured = [json.loads((runs / 'ablation' / f'{name}-{fold}' /

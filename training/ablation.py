@@ -138,6 +138,13 @@ def run(args: argparse.Namespace) -> None:
     print(f'{len(procs)} runs in {time.time() - t0:.0f} s, exit codes {codes}', flush=True)
 
 
+def shown_epochs(rounds: dict[str, str]) -> str:
+    """A row's epochs: once where its drives agree, else drive by drive."""
+    if len(set(rounds.values())) == 1:
+        return next(iter(rounds.values()))
+    return '; '.join(f'{text} ({fold})' for fold, text in rounds.items())
+
+
 def table(args: argparse.Namespace) -> str:
     from training.evaluate import heldout_metrics
     from training.report import read_log
@@ -151,22 +158,25 @@ def table(args: argparse.Namespace) -> str:
         run_dir = runs / run_name(name, fold)
         done = len(read_log(run_dir / 'log.csv'))
         planned = checkpoint.load(run_dir)['args']['epochs']
-        text = str(done) if done == planned else f'{done} of {planned} (stopped early)'
+        text = str(done) if done == planned else f'{done} of {planned}, in progress'
         first = parent(name)
         return f'{epochs(first, fold)} + {text}' if first else text
 
     measured = {}
     for name in LADDER:
-        figures, accuracy, minutes, rounds, devices = [], [], [], None, set()
+        figures, accuracy, minutes, rounds, devices = [], [], [], {}, set()
         for fold in FOLDS:
             run_dir = runs / run_name(name, fold)
             if not (run_dir / checkpoint.NAME).exists():
                 figures.append(None)
                 continue
+            rounds[fold] = epochs(name, fold)
+            if 'in progress' in rounds[fold]:  # a figure mid-schedule is no recipe's result
+                figures.append(None)
+                continue
             metrics = heldout_metrics(run_dir, args.root)
             figures.append(metrics['mean_iou'])
             accuracy.append(metrics['class_avg_accuracy'])
-            rounds = epochs(name, fold)
             minutes.append(sum(float(r['epoch_seconds'])
                                for r in read_log(run_dir / 'log.csv')) / 60)
             # runs from before the device was recorded trained on the lent H100
@@ -180,7 +190,8 @@ def table(args: argparse.Namespace) -> str:
         mean = f'{sum(done) / len(done):.1f}' if both else ''
         acc = f'{sum(accuracy) / len(accuracy):.1f}' if both else ''
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
-                     f'{acc} | {rounds} | {max(minutes):.0f} | {"; ".join(sorted(devices))} |')
+                     f'{acc} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
+                     f'{"; ".join(sorted(devices))} |')
     from benchmarks.report import header, publish
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),
@@ -192,7 +203,9 @@ def table(args: argparse.Namespace) -> str:
         'differ in schedule where the epochs column says so: they compare recipes as '
         'trained, not one change at a time. A second-stage row (`--init NAME`) continues '
         "rung NAME's run on the same frames, so its epochs read 'first stage + second "
-        "stage' and its minutes are the second stage's. `training/train_camvid.sh` ships "
+        "stage' and its minutes are the second stage's. A drive whose run is still "
+        "training reads 'N of M, in progress' and has no figure until it ends. "
+        '`training/train_camvid.sh` ships '
         'the recipe of the row with the best mean class IoU; between rows that tie on it, '
         f'the one with the higher class-average accuracy. {seed_noise(measured)}',
         '',
