@@ -154,13 +154,18 @@ def table(args: argparse.Namespace) -> str:
              ' | mean | mean class-avg accuracy | epochs | minutes per run | trained on |',
              '|---' * (len(FOLDS) + 6) + '|']
 
-    def epochs(name: str, fold: str) -> str:
+    def epochs(name: str, fold: str) -> tuple[str, bool]:
+        """A run's epochs as the table shows them, and whether it and the runs it continues
+        have all ended."""
         run_dir = runs / run_name(name, fold)
         done = len(read_log(run_dir / 'log.csv'))
         planned = checkpoint.load(run_dir)['args']['epochs']
         text = str(done) if done == planned else f'{done} of {planned}, in progress'
         first = parent(name)
-        return f'{epochs(first, fold)} + {text}' if first else text
+        if not first:
+            return text, done == planned
+        before, ended = epochs(first, fold)
+        return f'{before} + {text}', ended and done == planned
 
     measured = {}
     for name in LADDER:
@@ -170,8 +175,8 @@ def table(args: argparse.Namespace) -> str:
             if not (run_dir / checkpoint.NAME).exists():
                 figures.append(None)
                 continue
-            rounds[fold] = epochs(name, fold)
-            if 'in progress' in rounds[fold]:  # a figure mid-schedule is no recipe's result
+            rounds[fold], ended = epochs(name, fold)
+            if not ended:  # a figure mid-schedule is no recipe's result
                 figures.append(None)
                 continue
             metrics = heldout_metrics(run_dir, args.root)
