@@ -103,7 +103,10 @@ def test_resume_after_kill_gives_same_state(tiny_camvid, tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _state(out / 'checkpoint.pth')['epoch'] < 3  # it really stopped early
+    stopped = _state(out / 'checkpoint.pth')
+    assert stopped['epoch'] < 3  # it really stopped early
+    stopped['data']['device'] = 'Another GPU'  # as if its first epochs ran elsewhere
+    tc.save(out, stopped)
     stale = out / '.checkpoint.pth.abc123.tmp'  # what a kill during a save leaves
     stale.write_bytes(b'partial')
     resumed = run('training.train', *common, '--output-dir', out, '--resume')
@@ -112,6 +115,7 @@ def test_resume_after_kill_gives_same_state(tiny_camvid, tmp_path):
     assert not stale.exists() and 'removed .checkpoint.pth.abc123.tmp' in resumed.stdout
     a, b = _state(tmp_path / 'a' / 'checkpoint.pth'), _state(out / 'checkpoint.pth')
     assert a['epoch'] == b['epoch'] == 3
+    assert b['data']['device'] == 'Another GPU; ' + a['data']['device']  # both, in order
     for k, v in a['model'].items():
         assert torch.equal(v, b['model'][k]), k
     assert a['lr_scheduler'] == b['lr_scheduler']
@@ -445,6 +449,11 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     ckpt = tc.load(unfinished)
     ckpt['args']['epochs'] = 5  # as if stopped at epoch 2 of 5, to be resumed
     tc.save(unfinished, ckpt)
+    moved = runs / 'ablation' / f'A-base-{ablation.FOLDS[0]}'
+    ckpt = tc.load(moved)
+    here = ckpt['data']['device']
+    ckpt['data']['device'] = f'Another GPU; {here}'  # as if resumed here after a GPU
+    tc.save(moved, ckpt)
     ablation.main(['run', *common, '--epochs', '1', '--configs', 'J-softer-weights',
                    'J-seed-1', '--extra', *tiny])
     ablation.main(['table', *common])
@@ -465,6 +474,7 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
         assert row[1:3] == [f'{m:.1f}' for m in measured], row
         assert row[3] == f'{sum(measured) / 2:.1f}', row
         assert row[5] == ('2' if name == 'A-base' else '2 + 1'), row
+        assert row[7] == (f'Another GPU; {here} |' if name == 'A-base' else f'{here} |'), row
         figures[name] = measured
     gaps = [abs(a - b) for a, b in zip(figures['J-seed-1'], figures['J-softer-weights'])]
     assert min(gaps) >= 0.05, figures

@@ -169,7 +169,7 @@ def table(args: argparse.Namespace) -> str:
 
     measured = {}
     for name in LADDER:
-        figures, accuracy, minutes, rounds, devices = [], [], [], {}, set()
+        figures, accuracy, minutes, rounds, devices = [], [], [], {}, {}
         for fold in FOLDS:
             run_dir = runs / run_name(name, fold)
             if not (run_dir / checkpoint.NAME).exists():
@@ -185,7 +185,8 @@ def table(args: argparse.Namespace) -> str:
             minutes.append(sum(float(r['epoch_seconds'])
                                for r in read_log(run_dir / 'log.csv')) / 60)
             # runs from before the device was recorded trained on the lent H100
-            devices.add(checkpoint.load(run_dir)['data'].get('device', 'NVIDIA H100'))
+            devices.update(dict.fromkeys(checkpoint.load(run_dir)['data'].get(
+                'device', 'NVIDIA H100').split(checkpoint.DEVICE_SEP)))  # in order, once each
         if all(f is None for f in figures):
             continue
         measured[name] = figures
@@ -196,7 +197,7 @@ def table(args: argparse.Namespace) -> str:
         acc = f'{sum(accuracy) / len(accuracy):.1f}' if both else ''
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
                      f'{acc} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
-                     f'{"; ".join(sorted(devices))} |')
+                     f'{checkpoint.DEVICE_SEP.join(devices)} |')
     from benchmarks.report import header, publish
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),

@@ -10,7 +10,8 @@ a dict, written atomically after every epoch as ``<run>/checkpoint.pth``)::
      'rng': {'torch', 'augment', 'cuda'?},
      'args': vars(argparse.Namespace), 'command': str,
      'data': {'dataset', 'root', 'train_frames', 'heldout_sequence', 'heldout_frames',
-              'mean', 'std', 'class_weights', 'input_size'},
+              'mean', 'std', 'class_weights', 'input_size', 'sequences',
+              'device'},               # where its epochs ran, in order, joined by DEVICE_SEP
      'heldout': metrics of the last epoch on the held-out sequence | None}
 """
 
@@ -25,6 +26,7 @@ from enet_ros.checkpoint import atomic_save
 
 FORMAT = 'enet_ros.training/2'
 NAME = 'checkpoint.pth'
+DEVICE_SEP = '; '
 
 
 class TrainingCheckpointError(RuntimeError):

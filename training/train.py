@@ -295,7 +295,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     ema = EMA(model, args.ema) if args.ema else None
     step = TrainStep(model, criterion, optimizer, scheduler, amp_dtype, args.compile)
 
-    start_epoch, heldout = 0, None
+    start_epoch, heldout, devices = 0, None, []
     if args.resume and (out / checkpoint.NAME).exists():
         ckpt = checkpoint.load(out)
         model.load_state_dict(ckpt['model'])
@@ -304,6 +304,8 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['lr_scheduler'])
         start_epoch, heldout = ckpt['epoch'] + 1, ckpt['heldout']
+        if 'device' in ckpt['data']:  # where its epochs so far ran
+            devices = ckpt['data']['device'].split(checkpoint.DEVICE_SEP)
         torch.set_rng_state(ckpt['rng']['torch'])
         gen.set_state(ckpt['rng']['augment'])
         if device.type == 'cuda' and 'cuda' in ckpt['rng']:
@@ -316,12 +318,15 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     if not log_path.exists() or start_epoch == 0:
         with open(log_path, 'w', newline='') as f:
             csv.writer(f).writerow(LOG_FIELDS)
+    here = torch.cuda.get_device_name(device) if device.type == 'cuda' else machine()
+    if here not in devices:
+        devices.append(here)
     data = {'dataset': info.name, 'root': str(args.root), 'splits': list(args.splits),
             'train_frames': len(train_idx), 'heldout_sequence': args.holdout,
             'heldout_frames': len(held_idx), 'mean': mean_l, 'std': std_l,
             'class_weights': weights.tolist(), 'input_size': list(size),
             'sequences': datasets.sequence_counts(frames, train_idx),
-            'device': torch.cuda.get_device_name(device) if device.type == 'cuda' else machine()}
+            'device': checkpoint.DEVICE_SEP.join(devices)}
     command = shlex.join([Path(sys.executable).name, '-m', 'training.train', *sys.argv[1:]]) \
         if sys.argv[0].endswith('train.py') else None
 
