@@ -47,7 +47,8 @@ LADDER = {
     'E-softer-weights': PHOTOMETRIC + ['--ema', '0.999'] + SOFTER_WEIGHTS,
     # A-base over 300 epochs (``run --epochs 300``) instead of 200, as davidtvs/PyTorch-ENet
     # trains: A-base's held-out figures rose until its learning rate had decayed; trained
-    # on this CPU, a drive at a time, across sessions (its checkpoint is committed as it goes)
+    # across sessions with its checkpoint committed as it went (0006R0 on this CPU, 0001TP
+    # on the lent H100 and then this CPU)
     'O-300-epochs': A_AUGMENT,
     # A-base again with another seed: how far one first-stage run's randomness moves the
     # held-out figures (trained on the lent H100, drive 0006R0 only)
@@ -81,8 +82,14 @@ LADDER = {
     'M-test-scale': ['--init', 'J-softer-weights', '--lovasz', '1', '--lr', '1e-4',
                      '--scale', '1.0', '1.0'] + COLOUR + SOFTER_WEIGHTS,
     # J's second stage on O-300-epochs instead of A-base: whether the longer first stage
-    # pays once the second stage has run; trained on this CPU, drive 0006R0 only
+    # pays once the second stage has run; trained on this CPU
     'P-J-on-O': ['--init', 'O-300-epochs'] + LOVASZ_STAGE[2:] + PHOTOMETRIC + SOFTER_WEIGHTS,
+    # J with stronger colour (0.6) and gamma (1.0: 0.5 to 2) jitter: re-estimating J's
+    # batch-norm statistics on the un-augmented training frames cost the dusk drive
+    # (0001TP) much and 0006R0 nothing, so the dusk drive leans on the jitter; trained on
+    # this CPU
+    'Q-stronger-jitter': LOVASZ_STAGE + ['--scale', '0.5', '2.0', '--color', '0.6',
+                                         '--gamma', '1.0'] + SOFTER_WEIGHTS,
 }
 
 # (repeat, of): the same recipe, another seed
