@@ -191,9 +191,7 @@ def table(args: argparse.Namespace) -> str:
             accuracy.append(metrics['class_avg_accuracy'])
             minutes.append(sum(float(r['epoch_seconds'])
                                for r in read_log(run_dir / 'log.csv')) / 60)
-            # runs from before the device was recorded trained on the lent H100
-            devices.update(dict.fromkeys(checkpoint.load(run_dir)['data'].get(
-                'device', 'NVIDIA H100').split(checkpoint.DEVICE_SEP)))  # in order, once each
+            devices.update(dict.fromkeys(checkpoint.devices(checkpoint.load(run_dir))))
         if all(f is None for f in figures):
             continue
         measured[name] = figures

@@ -61,6 +61,12 @@ def weights(ckpt: dict) -> dict:
     return ckpt['ema'] if ckpt.get('ema') is not None else ckpt['model']
 
 
+def devices(ckpt: dict) -> list[str]:
+    """Where a run's epochs so far ran, in order (runs from before the device was recorded
+    trained on the lent H100)."""
+    return ckpt['data'].get('device', 'NVIDIA H100').split(DEVICE_SEP)
+
+
 def write_weights(ckpt: dict, path: str | os.PathLike, metrics: dict) -> Path:
     """Write the node's weights file (``enet_ros.checkpoint``) for training checkpoint
     ``ckpt``, with ``metrics`` in its metadata: the one way from training to the node."""

@@ -304,8 +304,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['lr_scheduler'])
         start_epoch, heldout = ckpt['epoch'] + 1, ckpt['heldout']
-        if 'device' in ckpt['data']:  # where its epochs so far ran
-            devices = ckpt['data']['device'].split(checkpoint.DEVICE_SEP)
+        devices = checkpoint.devices(ckpt)
         torch.set_rng_state(ckpt['rng']['torch'])
         gen.set_state(ckpt['rng']['augment'])
         if device.type == 'cuda' and 'cuda' in ckpt['rng']:
