@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 from pathlib import Path
+import re
 import signal
 import subprocess
 import sys
@@ -484,3 +485,24 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     gap = abs(one - figures['A-base'][0])
     assert (f'A-seed-1 repeats A-base with another seed: their held-out class IoU differ by '
             f'{gap:.1f} ({ablation.FOLDS[0]}) points;') in published['training_ablation']
+    noise = max(gaps + [gap])
+    means = {name: sum(f) / 2 for name, f in figures.items()}
+    better = [f'{name} (+{means[name] - means["J-softer-weights"]:.1f})' for name in means
+              if name != 'J-seed-1' and means[name] - means['J-softer-weights'] > noise]
+    assert (f'`training/train_camvid.sh` ships J-softer-weights; another row replaces it only '
+            f'when its mean class IoU is higher by more than the largest gap a seed repeat '
+            f'measures ({noise:.1f} points)') in published['training_ablation']
+    assert (f'Rows that do: {", ".join(better)}.' if better else 'No row does.'
+            ) in published['training_ablation'], (means, noise)
+
+
+def test_train_camvid_script_trains_the_shipped_rung_on_its_first_stage():
+    """training/train_camvid.sh's two stages are a rung of the ladder and the rung it
+    starts from, so the table's verdict and the script speak of the same recipe."""
+    from training import ablation
+    script = ablation.SCRIPT.read_text()
+    first = re.search(r'^first=(\S+)', script, re.M).group(1)
+    assert ablation.shipped() in ablation.LADDER
+    assert ablation.parent(ablation.shipped()) == first
+    assert '--configs "$first" --final "$first"' in script
+    assert '--configs "$recipe" --final "$recipe"' in script

@@ -26,6 +26,7 @@ import time
 from training import checkpoint
 
 FOLDS = ('0006R0', '0001TP')
+SCRIPT = Path(__file__).with_name('train_camvid.sh')
 # Pieces the rungs share: A-base's augmentation; the stronger colour and gamma jitter,
 # alone and with the wider scale; the softer class weights, 1 / ln(1.10 + p).
 A_AUGMENT = ['--scale', '0.75', '1.5', '--color', '0.3']
@@ -120,20 +121,49 @@ def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
 
 
-def seed_noise(measured: dict[str, list]) -> str:
-    """What the table says of one run's noise: each seed repeat's gap, drive by drive."""
+def seed_gaps(measured: dict[str, list]) -> dict[tuple[str, str], list[tuple[str, float]]]:
+    """Each seed repeat's gap to the run it repeats, drive by drive, where both exist."""
     missing = [None] * len(FOLDS)
-    said = []
+    gaps = {}
     for repeat, of in SEED_REPEATS:
-        gaps = ' and '.join(f'{abs(a - b):.1f} ({fold})' for fold, a, b in
-                            zip(FOLDS, measured.get(repeat, missing), measured.get(of, missing))
-                            if a is not None and b is not None)
-        if gaps:
-            said.append(f'{repeat} repeats {of} with another seed: their held-out class IoU '
-                        f'differ by {gaps} points')
-    if not said:
+        pairs = zip(FOLDS, measured.get(repeat, missing), measured.get(of, missing))
+        found = [(fold, abs(a - b)) for fold, a, b in pairs if a is not None and b is not None]
+        if found:
+            gaps[repeat, of] = found
+    return gaps
+
+
+def seed_noise(gaps: dict[tuple[str, str], list[tuple[str, float]]]) -> str:
+    """What the table says of one run's noise: each seed repeat's gap, drive by drive."""
+    if not gaps:
         return "One run's noise is not measured in this table."
+    said = [f'{repeat} repeats {of} with another seed: their held-out class IoU differ by '
+            + ' and '.join(f'{gap:.1f} ({fold})' for fold, gap in found) + ' points'
+            for (repeat, of), found in gaps.items()]
     return '; '.join(said) + ', so differences of that size between rows are noise.'
+
+
+def shipped() -> str:
+    """The rung whose recipe ``training/train_camvid.sh`` trains and ships."""
+    for line in SCRIPT.read_text().splitlines():
+        if line.startswith('recipe='):
+            return line.split('=', 1)[1].split()[0]
+    raise ValueError(f'{SCRIPT} has no recipe= line')
+
+
+def verdict(means: dict[str, float], noise: float) -> str:
+    """Whether any row's mean beats the shipped recipe's by more than one run's noise."""
+    ship = shipped()
+    rule = (f'`training/train_camvid.sh` ships {ship}; another row replaces it only when its '
+            f'mean class IoU is higher by more than the largest gap a seed repeat measures '
+            f"({noise:.1f} points), since a smaller gain may be one run's luck and a "
+            f'replacement costs a final run.')
+    if ship not in means:
+        return f'{rule} {ship} has no mean in this table.'
+    repeats = {repeat for repeat, _ in SEED_REPEATS}
+    better = [f'{name} (+{mean - means[ship]:.1f})' for name, mean in means.items()
+              if name not in repeats and mean - means[ship] > noise]
+    return f'{rule} ' + (f'Rows that do: {", ".join(better)}.' if better else 'No row does.')
 
 
 def run(args: argparse.Namespace) -> None:
@@ -174,7 +204,7 @@ def table(args: argparse.Namespace) -> str:
         before, ended = epochs(first, fold)
         return f'{before} + {text}', ended and done == planned
 
-    measured = {}
+    measured, means = {}, {}
     for name in LADDER:
         figures, accuracy, minutes, rounds, devices = [], [], [], {}, {}
         for fold in FOLDS:
@@ -198,12 +228,15 @@ def table(args: argparse.Namespace) -> str:
         shown = [f'{f:.1f}' if f is not None else '' for f in figures]
         done = [f for f in figures if f is not None]
         both = len(done) == len(FOLDS)
-        mean = f'{sum(done) / len(done):.1f}' if both else ''
+        if both:
+            means[name] = sum(done) / len(done)
+        mean = f'{means[name]:.1f}' if both else ''
         acc = f'{sum(accuracy) / len(accuracy):.1f}' if both else ''
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
                      f'{acc} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
                      f'{checkpoint.DEVICE_SEP.join(devices)} |')
     from benchmarks.report import header, publish
+    gaps = seed_gaps(measured)
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),
         'Each run trains on every CamVid train+val frame except one whole drive and is '
@@ -216,9 +249,8 @@ def table(args: argparse.Namespace) -> str:
         "rung NAME's run on the same frames, so its epochs read 'first stage + second "
         "stage' and its minutes are the second stage's. A drive whose run is still "
         "training reads 'N of M, in progress' and has no figure until it ends. "
-        '`training/train_camvid.sh` ships '
-        'the recipe of the row with the best mean class IoU; between rows that tie on it, '
-        f'the one with the higher class-average accuracy. {seed_noise(measured)}',
+        f'{seed_noise(gaps)} '
+        f'{verdict(means, max((g for found in gaps.values() for _, g in found), default=0))}',
         '',
         *lines,
     ])

@@ -2,9 +2,10 @@
 # Reproduce the shipped CamVid weights: for each stage of the recipe, its held-out runs (one
 # drive left out each) and its final run on all 468 train+val frames; then export with the
 # model card. Resumable: re-run the same command after a kill and each run continues from
-# its last epoch. The recipe is that of the row with the best mean held-out class IoU in
-# training.ablation's table (its J-seed-1 row is this recipe with another seed), whose
-# last columns say where each stage trained and for how long. On two CPU cores, at the 7.3 images/s benchmarks/train_speed.py measured for this
+# its last epoch. training.ablation's table reads the recipe from the recipe= line below and
+# says whether any row beats it by more than one run's noise (its J-seed-1 row is this
+# recipe with another seed); its last columns say where each stage trained and for how
+# long. On two CPU cores, at the 7.3 images/s benchmarks/train_speed.py measured for this
 # path (bf16 autocast, not compiled), the first stage's three 200-epoch runs (367, 406 and
 # 468 frames) would take about 9.5 hours and the second stage's three 40-epoch runs about 2
 # hours.
