@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from enet_ros.checkpoint import load_checkpoint
+from enet_ros.model import ENet
 from enet_ros.segmenter import Segmenter
 from enet_ros.watch import card_summary
 from training import checkpoint as tc, datasets, export, train
@@ -203,7 +204,6 @@ def test_cityscapes_loader_mapping_and_metrics(tmp_path):
     assert t[30, 60] == 255
     from conftest import make_weights  # noqa: F401
     from enet_ros.checkpoint import ModelMeta, save_checkpoint
-    from enet_ros.model import ENet
     info = datasets.cityscapes_info()
     weights = tmp_path / 'city.pt'
     save_checkpoint(weights, ENet(19), ModelMeta('cityscapes', info.class_names, info.palette,
@@ -393,14 +393,29 @@ def test_ohem_averages_the_weighted_cross_entropy_over_the_hard_pixels():
                                expected(keep.view_as(y)))
 
 
+def test_distillation_term_is_the_cross_entropy_to_the_soft_targets_over_labelled_pixels():
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 3, 4, 5, generator=gen)
+    soft = torch.randn(2, 3, 4, 5, generator=gen).softmax(1)
+    y = torch.randint(0, 3, (2, 4, 5), generator=gen)
+    y[0, :2] = 255  # void: no term there
+    weights = torch.tensor([1.0, 2.0, 0.5])
+    valid = y != 255
+    pixel = -(soft * logits.log_softmax(1)).sum(1)
+    expected = train.Criterion(weights, 0.0)(logits, y) + pixel[valid].mean()
+    torch.testing.assert_close(train.Criterion(weights, 0.0)(logits, y, soft), expected)
+
+
 def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
-    """--init loads the parent's final weights; --lovasz adds a positive term to the loss
-    (at learning rate 0 nothing moves, so both runs see the same network and batches)."""
+    """--init loads the parent's final weights; --lovasz adds a positive term to the loss,
+    and so does --teacher (the cross-entropy to the teachers' averaged softmax); at learning
+    rate 0 nothing moves, so the runs see the same network and batches."""
     common = ['--root', str(tiny_camvid), '--limit', '4', '--batch-size', '2',
               '--input-size', '96', '128', '--threads', '2']
     train.main(train.get_args(common + ['--epochs', '2', '--output-dir', str(tmp_path / 'p')]))
     loss = {}
-    for name, extra in (('ce', []), ('lovasz', ['--lovasz', '1'])):
+    for name, extra in (('ce', []), ('lovasz', ['--lovasz', '1']),
+                        ('teacher', ['--teacher', str(tmp_path / 'p'), str(tmp_path / 'p')])):
         run_dir = tmp_path / name
         model, _ = train.main(train.get_args(
             common + ['--epochs', '1', '--lr', '0', '--init', str(tmp_path / 'p'),
@@ -410,11 +425,24 @@ def test_second_stage_starts_from_the_parent_run(tiny_camvid, tmp_path):
             assert torch.equal(v.detach(), parent[k]), k
         loss[name] = float((run_dir / 'log.csv').read_text().splitlines()[1].split(',')[1])
     assert loss['lovasz'] > loss['ce'] + 0.05, loss
+    assert loss['teacher'] > loss['ce'] + 0.05, loss
+    # the teachers' target: each network's softmax on the batch normalised with its own
+    # run's statistics, averaged
+    parent = tc.load(tmp_path / 'p')
+    teachers = train.Teachers([str(tmp_path / 'p')] * 2, None, 11, torch.device('cpu'), None,
+                              False)
+    images = torch.rand(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    net = ENet(11).eval()
+    net.load_state_dict(tc.weights(parent))
+    mean, std = (torch.tensor(parent['data'][k]).view(1, 3, 1, 1) for k in ('mean', 'std'))
+    with torch.no_grad():
+        torch.testing.assert_close(teachers(images), net((images - mean) / std).softmax(1))
     # a fold's second stage must start from a run that held out the same drive
-    with pytest.raises(SystemExit, match='did not hold out 0006R0'):
-        train.main(train.get_args(common + ['--epochs', '1', '--init', str(tmp_path / 'p'),
-                                            '--holdout', '0006R0', '--limit', '8',
-                                            '--output-dir', str(tmp_path / 'leak')]))
+    for option in ('--init', '--teacher'):
+        with pytest.raises(SystemExit, match=f'{option} .* did not hold out 0006R0'):
+            train.main(train.get_args(common + ['--epochs', '1', option, str(tmp_path / 'p'),
+                                                '--holdout', '0006R0', '--limit', '8',
+                                                '--output-dir', str(tmp_path / 'leak')]))
     # the model card names both stages; diagnostics count the epochs of both
     out = export.main(export.get_args(['--checkpoint', str(tmp_path / 'lovasz'), '--no-onnx',
                                        '--output', str(tmp_path / 'w.pt')]))

@@ -39,7 +39,8 @@ F_LOVASZ = ['--init', 'A-base', '--lovasz', '1', '--lr', '1e-4'] + A_AUGMENT
 LOVASZ_STAGE = ['--init', 'A-base', '--lovasz', '1', '--lr', '2e-4']
 # Each rung adds one change to a rung before it; the first is the augmentation of the
 # earlier two-stage recipe (scale 0.75-1.5, colour 0.3) trained in one stage. ``--init
-# NAME`` rungs are a second stage: they start from rung NAME's run on the same frames.
+# NAME`` rungs are a second stage: they start from rung NAME's run on the same frames
+# (``--teacher NAME`` also names the run on the same frames).
 LADDER = {
     'A-base': A_AUGMENT,
     'B-scale': ['--scale', '0.5', '2.0', '--color', '0.3'],
@@ -91,6 +92,11 @@ LADDER = {
     # this CPU
     'Q-stronger-jitter': LOVASZ_STAGE + ['--scale', '0.5', '2.0', '--color', '0.6',
                                          '--gamma', '1.0'] + SOFTER_WEIGHTS,
+    # J distilled from the average of J's and P's softmax (--teacher): an average of the
+    # held-out runs of two first stages (A-base and O) beat each run, one first stage's
+    # runs averaged did not; trained on this CPU
+    'R-distill': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS + ['--teacher', 'J-softer-weights',
+                                                                'P-J-on-O'],
 }
 
 # (repeat, of): the same recipe, another seed
@@ -111,9 +117,8 @@ def launch(root: str, name: str, fold: str | None, epochs: int, out: Path,
            extra: list[str]) -> subprocess.Popen:
     run_dir = out / run_name(name, fold)
     run_dir.mkdir(parents=True, exist_ok=True)
-    recipe = list(LADDER[name])
-    if parent(name):
-        recipe[recipe.index('--init') + 1] = str(out / run_name(parent(name), fold))
+    # a rung's name in a recipe (--init, --teacher) means its run on the same frames
+    recipe = [str(out / run_name(a, fold)) if a in LADDER else a for a in LADDER[name]]
     cmd = [sys.executable, '-m', 'training.train', '--root', root, '--splits', 'train', 'val',
            '--epochs', str(epochs), '--output-dir', str(run_dir), '--resume',
            *recipe, *extra] + (['--holdout', fold] if fold else [])

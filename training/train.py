@@ -14,7 +14,9 @@ scenes, not generalisation. Without ``--holdout`` the run trains on every frame 
 
 ``--init RUN`` starts from another run's final weights instead of from scratch (a second
 stage, e.g. ``--lovasz``: cross-entropy plus the Lovász-softmax surrogate of the IoU,
-``training.lovasz``, at a lower learning rate).
+``training.lovasz``, at a lower learning rate). ``--teacher RUN [RUN ...]`` adds the
+cross-entropy to those runs' averaged softmax (distillation from an ensemble, Hinton et al.
+2015): held-out runs from different first stages, averaged, beat each of them.
 
 No epoch is selected: the last epoch's weights (the EMA with ``--ema``) are the result.
 A checkpoint (``training.checkpoint``) is written atomically after every epoch;
@@ -81,6 +83,9 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--init', metavar='RUN',
                    help="start from this training run's final weights (its EMA if it kept "
                         'one) instead of from scratch')
+    p.add_argument('--teacher', nargs='+', default=[], metavar='RUN',
+                   help="add the cross-entropy to these training runs' averaged softmax on "
+                        'each augmented batch (runs that held out the same drive)')
     p.add_argument('--amp', choices=['auto', 'bf16', 'off'], default='auto',
                    help='bf16 autocast with fp32 master weights; auto: on a GPU that has '
                         'bf16 and on CPUs with bf16 instructions (AVX512-BF16 or AMX)')
@@ -173,8 +178,13 @@ class Criterion:
         weight = torch.where(keep, self.weights[targets.clamp(max=len(self.weights) - 1)], 0.0)
         return (weight * pixel).sum() / weight.sum().clamp(min=1e-12)  # as the weighted mean
 
-    def __call__(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def __call__(self, logits: torch.Tensor, targets: torch.Tensor,
+                 soft: torch.Tensor | None = None) -> torch.Tensor:
         loss = self.cross_entropy(logits, targets)
+        if soft is not None:  # a teacher's probabilities, over the labelled pixels
+            valid = targets != IGNORE
+            pixel = -(soft * logits.log_softmax(1)).sum(1)
+            loss = loss + torch.where(valid, pixel, 0.0).sum() / valid.sum().clamp(min=1)
         if self.lovasz:
             oy, ox = torch.randint(self.STRIDE, (2,)).tolist()
             s = self.STRIDE
@@ -192,19 +202,58 @@ class TrainStep:
         self.amp_dtype = amp_dtype
         self.loss_fn = torch.compile(self._loss) if compile_ else self._loss
 
-    def _loss(self, x, y):
+    def _loss(self, x, y, soft):
         with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             out = self.model(x)
-        return self.criterion(out.float(), y)
+        return self.criterion(out.float(), y, soft)
 
-    def __call__(self, x, y) -> torch.Tensor:
-        loss = self.loss_fn(x, y)
+    def __call__(self, x, y, soft=None) -> torch.Tensor:
+        loss = self.loss_fn(x, y, soft)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
         return loss.detach()
+
+
+class Teachers:
+    """Other runs' networks (eval mode, no gradient), each fed the batch normalised with
+    its own run's statistics; their softmax averaged is the distillation target."""
+
+    def __init__(self, runs: list[str], holdout: str | None, num_classes: int,
+                 device: torch.device, amp_dtype, compile_: bool):
+        self.nets, self.stats, self.amp_dtype = [], [], amp_dtype
+        for run in runs:
+            ckpt = held_out_like(run, holdout, '--teacher')
+            net = ENet(num_classes).to(device)
+            net.load_state_dict(checkpoint.weights(ckpt))
+            net.eval().requires_grad_(False)
+            self.nets.append(torch.compile(net) if compile_ else net)
+            self.stats.append([torch.tensor(ckpt['data'][k], device=device).view(1, 3, 1, 1)
+                               for k in ('mean', 'std')])
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) averaged probabilities for (N, 3, H, W) images on a 0..1 scale."""
+        total = 0
+        for net, (mean, std) in zip(self.nets, self.stats):
+            with torch.autocast(images.device.type, dtype=self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
+                logits = net((images - mean) / std)
+            total = total + logits.float().softmax(1)
+        return total / len(self.nets)
+
+
+def held_out_like(run: str, holdout: str | None, option: str) -> dict:
+    """``run``'s checkpoint, if it held out the same drive as this run."""
+    ckpt = checkpoint.load(run)
+    if holdout and ckpt['data']['heldout_sequence'] != holdout:
+        # a run that trained on the held-out drive would make its figure a memory test
+        raise SystemExit(f'{option} {run} did not hold out {holdout} (it held out '
+                         f'{ckpt["data"]["heldout_sequence"] or "nothing"}); use a run with '
+                         f'--holdout {holdout}')
+    return ckpt
 
 
 class EMA:
@@ -275,14 +324,11 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if args.init:
-        parent = checkpoint.load(args.init)
-        if args.holdout and parent['data']['heldout_sequence'] != args.holdout:
-            # a parent that trained on the held-out drive would make its figure a memory test
-            raise SystemExit(f'--init {args.init} did not hold out {args.holdout} (it held out '
-                             f'{parent["data"]["heldout_sequence"] or "nothing"}); start from '
-                             f'a run with --holdout {args.holdout}')
+        parent = held_out_like(args.init, args.holdout, '--init')
         model.load_state_dict(checkpoint.weights(parent))
         print(f'starting from {args.init} (epoch {parent["epoch"] + 1})', flush=True)
+    teachers = Teachers(args.teacher, args.holdout, num_classes, device, amp_dtype,
+                        args.compile) if args.teacher else None
     criterion = Criterion(weights.to(device), args.lovasz, args.ohem)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     steps_per_epoch = len(train_idx) // args.batch_size
@@ -337,10 +383,10 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         for s in range(steps_per_epoch):
             idx = order[s * args.batch_size:(s + 1) * args.batch_size].to(device)
             x, y = augment(train_x[idx], train_y[idx], gen)
-            x = (x - mean) / std
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            total += step(x, y)
+            soft = teachers(x) if teachers else None
+            total += step((x - mean) / std, y, soft)
             if ema is not None:
                 ema.update(model)
         loss = float(total) / max(steps_per_epoch, 1)
