@@ -141,6 +141,12 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
+def autocast(x: torch.Tensor, amp_dtype: torch.dtype | None):
+    """Autocast to ``amp_dtype`` on ``x``'s device; without one, nothing changes."""
+    return torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
+                          enabled=amp_dtype is not None)
+
+
 def stack_frames(frames: list[np.ndarray], size: tuple[int, int], nearest: bool) -> torch.Tensor:
     """Frames resized to ``size`` (height, width) as one uint8 tensor."""
     import cv2
@@ -203,8 +209,7 @@ class TrainStep:
         self.loss_fn = torch.compile(self._loss) if compile_ else self._loss
 
     def _loss(self, x, y, soft):
-        with torch.autocast(x.device.type, dtype=self.amp_dtype or torch.float32,
-                            enabled=self.amp_dtype is not None):
+        with autocast(x, self.amp_dtype):
             out = self.model(x)
         return self.criterion(out.float(), y, soft)
 
@@ -238,8 +243,7 @@ class Teachers:
         """(N, C, H, W) averaged probabilities for (N, 3, H, W) images on a 0..1 scale."""
         total = 0
         for net, (mean, std) in zip(self.nets, self.stats):
-            with torch.autocast(images.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with autocast(images, self.amp_dtype):
                 logits = net((images - mean) / std)
             total = total + logits.float().softmax(1)
         return total / len(self.nets)
@@ -282,8 +286,7 @@ def evaluate(model, images: torch.Tensor, targets: torch.Tensor, mean, std,
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].permute(0, 3, 1, 2).float().div_(255)
         x = (x - mean) / std
-        with torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
-                            enabled=amp_dtype is not None):
+        with autocast(x, amp_dtype):
             pred = model(x).argmax(1)
         cm.update(targets[i:i + batch_size].cpu().numpy(), pred.cpu().numpy())
     model.train(was_training)
