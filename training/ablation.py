@@ -92,9 +92,10 @@ LADDER = {
     # this CPU
     'Q-stronger-jitter': LOVASZ_STAGE + ['--scale', '0.5', '2.0', '--color', '0.6',
                                          '--gamma', '1.0'] + SOFTER_WEIGHTS,
-    # J distilled from the average of J's and P's softmax (--teacher): an average of the
-    # held-out runs of two first stages (A-base and O) beat each run, one first stage's
-    # runs averaged did not; trained on this CPU
+    # J distilled from the average of J's and P's softmax (--teacher): in a one-off
+    # measurement (its script is not kept), averaging the held-out runs of two first stages
+    # (A-base and O) beat each run, and averaging one first stage's runs did not; trained
+    # on this CPU
     'R-distill': LOVASZ_STAGE + PHOTOMETRIC + SOFTER_WEIGHTS + ['--teacher', 'J-softer-weights',
                                                                 'P-J-on-O'],
 }

@@ -16,7 +16,7 @@ scenes, not generalisation. Without ``--holdout`` the run trains on every frame 
 stage, e.g. ``--lovasz``: cross-entropy plus the Lovász-softmax surrogate of the IoU,
 ``training.lovasz``, at a lower learning rate). ``--teacher RUN [RUN ...]`` adds the
 cross-entropy to those runs' averaged softmax (distillation from an ensemble, Hinton et al.
-2015): held-out runs from different first stages, averaged, beat each of them.
+2015).
 
 No epoch is selected: the last epoch's weights (the EMA with ``--ema``) are the result.
 A checkpoint (``training.checkpoint``) is written atomically after every epoch;
