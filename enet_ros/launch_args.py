@@ -11,8 +11,9 @@ from __future__ import annotations
 from enet_ros.parameters import PARAMETERS
 
 # node parameters people set on the command line (the rest live in the params file)
-LAUNCH_PARAMETERS = ('model_path', 'device', 'precision', 'backend', 'input_width',
-                     'input_height', 'input_compressed', 'cameras', 'num_threads')
+LAUNCH_PARAMETERS = ('model_path', 'device', 'precision', 'backend', 'adapt_statistics',
+                     'input_width', 'input_height', 'input_compressed', 'cameras',
+                     'num_threads')
 _TABLE = {p.name: p for p in PARAMETERS}
 
 

@@ -81,8 +81,9 @@ class Evaluation:
         self.cm = ConfusionMatrix(segmenter.meta.num_classes)
         self.watch = Watch(segmenter.meta.num_classes)
 
-    def add(self, image: np.ndarray, order: str = 'rgb'):
-        result = self.segmenter.segment_with_confidence(image, order, False)
+    def add(self, image: np.ndarray, order: str = 'rgb', stream: str = '',
+            stamp: float | None = None):
+        result = self.segmenter.segment_with_confidence(image, order, False, stream, stamp)
         self.watch.add(result.labels, result.mean_confidence)
         return result
 

@@ -98,6 +98,13 @@ MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
 LOADING = threading.Event()
 
 
+def camera_time(stamp) -> float | None:
+    """A header stamp in seconds; None for an unset (zero) stamp."""
+    if stamp.sec == 0 and stamp.nanosec == 0:
+        return None
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
 class Frame(NamedTuple):
     """One camera frame on its way through the node, prepared as it arrived."""
 
@@ -218,7 +225,8 @@ class Segmentation:
         self.chooser = ThreadChooser(usable_cpus(), self.config.num_threads)
         torch.set_num_threads(1)
         self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
-                                   self.config.backend, size, info=log.info, warn=log.warning)
+                                   self.config.backend, size, info=log.info, warn=log.warning,
+                                   adapt=self.config.adapt_statistics)
         self.load_s = time.perf_counter() - t
         self._declare_model_parameters()
         self.warm_up()
@@ -268,6 +276,8 @@ class Segmentation:
         if self.diag_timer is not None:
             self.destroy_timer(self.diag_timer)
         self.workers, self.diag_timer = [], None
+        if self.segmenter.adapter is not None:  # served again, each camera starts afresh
+            self.segmenter.adapter.reset()
 
     def close_outputs(self) -> None:
         for cam in self.cameras:
@@ -367,7 +377,8 @@ class Segmentation:
             cam, frame = item
             want_confidence = cam.pub_confidence.get_subscription_count() > 0
             try:
-                result = self.segmenter.infer(frame.prepared, want_confidence)
+                result = self.segmenter.infer(frame.prepared, want_confidence, cam.name,
+                                              camera_time(frame.msg.header.stamp))
             except Exception as exc:  # inference failure: report, keep serving
                 self._failed(cam, 'inference failed', exc)
                 continue
@@ -509,7 +520,8 @@ class Segmentation:
                   ('model_card', self.card_summary), ('backend', s.backend),
                   ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
                   ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
-                  ('input_topic', cam.sub.topic_name)] + values + seen_values
+                  ('input_topic', cam.sub.topic_name),
+                  ('statistics', s.statistics(cam.name))] + values + seen_values
         return DiagnosticStatus(name=topics.status_name(self.get_namespace(), cam.ns),
                                 hardware_id=s.device.type, level=bytes([level]),
                                 message=message,

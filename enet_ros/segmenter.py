@@ -12,7 +12,8 @@ Backends:
   the package, verified first (``enet_ros.aoti_cache``), and no Python tracing or guard
   checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
-CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
+CUDA (on a vehicle, the ONNX export under TensorRT is the fast path) or with ``adapt``
+(batch-norm statistics following each camera's drive: ``enet_ros.adaptation``).
 
 Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 (not
 emulated: ``native_bf16``) and the
@@ -36,6 +37,7 @@ import cv2
 import numpy as np
 import torch
 
+from enet_ros.adaptation import Adapter
 from enet_ros.aoti_cache import compile_ahead
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
@@ -128,7 +130,7 @@ def resolve_precision(precision: str, device: torch.device,
                     f'validation pixels')
 
 
-def resolve_backend(backend: str, device: torch.device) -> str:
+def resolve_backend(backend: str, device: torch.device, adapt: bool = False) -> str:
     if backend not in BACKENDS:
         raise SegmenterError(f'unknown backend {backend!r}; expected one of {", ".join(BACKENDS)}')
     if backend == 'compile' and device.type == 'cuda':
@@ -136,8 +138,14 @@ def resolve_backend(backend: str, device: torch.device) -> str:
         # (segmentation fault) on an H100 with torch 2.11+cu130; eager fp16 is verified.
         raise SegmenterError('backend compile is not supported on cuda (the compiled package '
                              'crashed on the GPU we checked); use backend eager or auto')
+    if backend == 'compile' and adapt:
+        # the compiled package holds the folded weights as constants; adaptation
+        # changes them as the drive goes on
+        raise SegmenterError('adapt_statistics needs backend eager (the compiled package '
+                             'cannot change its batch-norm statistics); use backend eager '
+                             'or auto')
     if backend == 'auto':
-        return 'compile' if device.type == 'cpu' else 'eager'
+        return 'compile' if device.type == 'cpu' and not adapt else 'eager'
     return backend
 
 
@@ -212,7 +220,8 @@ class Segmenter:
 
     def __init__(self, model_path: str | os.PathLike = DEFAULT_WEIGHTS, device: str = 'auto',
                  precision: str = 'auto', backend: str = 'auto',
-                 input_size: tuple[int, int] | None = None, info=None, warn=None):
+                 input_size: tuple[int, int] | None = None, info=None, warn=None,
+                 adapt: bool = False):
         self.device = resolve_device(device)
         if self.device.type == 'cpu':
             keep_freed_memory()
@@ -220,13 +229,18 @@ class Segmenter:
         self.model_path = Path(model_path)
         self.precision, self.precision_reason = resolve_precision(precision, self.device,
                                                                    self.meta)
-        self.backend = resolve_backend(backend, self.device)
+        self.backend = resolve_backend(backend, self.device, adapt)
         self.input_size = tuple(input_size) if input_size else self.meta.input_size
         check_input_size(*self.input_size)
         self.dtype = DTYPES[self.precision]
         fused = fuse_for_inference(model, switches=self.backend == 'compile')
         fused = fused.to(self.device, self.dtype, memory_format=torch.channels_last)
         self.net = FrameNetwork(fused, self.meta.mean, self.meta.std).to(self.device)
+        self.adapter = None
+        if adapt:
+            reference = FrameNetwork(model, self.meta.mean, self.meta.std).to(self.device)
+            self.adapter = Adapter(reference.net, reference.normalise, self.device)
+            self._loaded = self.adapter.source_state
         if self.backend == 'compile':
             h, w = self.input_size
             example = torch.zeros(1, h, w, 3, device=self.device, dtype=torch.uint8)
@@ -265,7 +279,9 @@ class Segmenter:
     def describe(self) -> str:
         return (f'ENet {self.meta.dataset} ({self.meta.num_classes} classes) on '
                 f'{self.device.type} {self.precision} {self.backend}, input '
-                f'{self.input_size[1]}x{self.input_size[0]} (precision {self.precision_reason})')
+                f'{self.input_size[1]}x{self.input_size[0]} (precision {self.precision_reason})'
+                + ('; batch-norm statistics adapt to each camera (adapt_statistics)'
+                   if self.adapter else ''))
 
     def _to_tensor(self, image: np.ndarray, order: str) -> torch.Tensor:
         """The (1, H, W, 3) uint8 RGB tensor at the network's size that ``self.net`` takes."""
@@ -291,10 +307,12 @@ class Segmenter:
         return result.labels, result.timings
 
     def segment_with_confidence(self, image: np.ndarray, order: str = 'rgb',
-                                confidence: bool = True) -> 'Result':
+                                confidence: bool = True, stream: str = '',
+                                stamp: float | None = None) -> 'Result':
         """Class ids, with ``confidence`` the (H, W) uint8 confidence map (else None), the
-        frame's mean confidence, and Timings (see ``Result``)."""
-        return self.infer(self.prepare(image, order), confidence)
+        frame's mean confidence, and Timings (see ``Result``); ``stream`` and ``stamp`` as
+        ``infer``."""
+        return self.infer(self.prepare(image, order), confidence, stream, stamp)
 
     def prepare(self, image: np.ndarray, order: str = 'rgb') -> 'Prepared':
         """The first stage of ``segment_with_confidence``: the image resized and in the
@@ -307,15 +325,20 @@ class Segmenter:
         return Prepared(x, image.shape[:2], time.perf_counter() - t0)
 
     @torch.inference_mode()
-    def infer(self, prepared: 'Prepared', confidence: bool = True) -> 'Result':
+    def infer(self, prepared: 'Prepared', confidence: bool = True, stream: str = '',
+              stamp: float | None = None) -> 'Result':
         """The rest of ``segment_with_confidence``: the network and the ids at the image's
-        resolution."""
+        resolution. With ``adapt``, a frame stamped ``stamp`` (seconds of camera time) of
+        camera ``stream`` is normalised with that stream's adapted statistics (observing it
+        when due); a frame without a stamp, with the training statistics."""
         x = prepared.tensor
         cuda = self.device.type == 'cuda'
         t1 = time.perf_counter()
         if cuda:
             events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
             events[0].record()
+        if self.adapter is not None:
+            self._adapt(x, stream, stamp)
         ids, mean_confidence, logits = self.net(x)
         if cuda:
             events[1].record()
@@ -341,6 +364,27 @@ class Segmenter:
         else:
             timings = Timings(prepared.seconds, t2 - t1, t3 - t2)
         return Result(labels, conf, mean_confidence, timings)
+
+    def statistics(self, stream: str) -> str:
+        """What ``stream``'s frames are normalised with (the node's diagnostics)."""
+        if self.adapter is None:
+            return 'as trained (adapt_statistics off)'
+        s = self.adapter.streams.get(stream)
+        return (f'adapting to this camera: {s.observed if s else 0} frames observed since '
+                f'it started (unstamped frames use the trained statistics)')
+
+    def _adapt(self, x: torch.Tensor, stream: str, stamp: float | None) -> None:
+        """Load the fused state that normalises ``stream``'s frame stamped ``stamp``."""
+        if stamp is None:
+            state = self.adapter.source_state
+        else:
+            s = self.adapter.stream(stream)
+            s.observe(x, stamp)
+            state = s.state
+        if state is not self._loaded:
+            for t, new in zip(self.net.net.state_dict().values(), state):
+                t.copy_(new)
+            self._loaded = state
 
     def colorize(self, labels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """(H, W) uint8 ids -> (H, W, 3) uint8 palette colours in ``order`` (255 -> black)."""

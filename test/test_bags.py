@@ -203,3 +203,30 @@ def test_live_replay_through_node(bag, weights, tmp_path):
     got = json.loads(out.read_text())
     assert got['frames_sent'] == N and got['frames_received'] == N
     assert got['latency']['max_ms'] > 0
+
+
+def test_adapt_follows_the_bag_header_stamps(bag, weights, tmp_path):
+    """--adapt: each frame is segmented as the node's adapt_statistics would, from the
+    frames' header stamps (the confusion matrix equals the inference core's fed the same
+    frames and stamps), and unlike the trained statistics."""
+    from enet_ros.image_codec import message_to_array
+    from enet_ros.metrics import Evaluation
+    from enet_ros.segmenter import Segmenter
+    out = tmp_path / 'a.json'
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
+              '/camera/labels', '--ignore-id', 11, '--precision', 'fp32', '--adapt',
+              '--json', out, '--no-progress')
+    assert res.returncode == 0, res.stderr
+    got = json.loads(out.read_text())
+    assert 'adapt_statistics' in got['model']
+    adapted, trained = (Evaluation(Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=a))
+                        for a in (True, False))
+    with BagReader(bag) as r:
+        labels = [np.frombuffer(bytes(f.msg.data), np.uint8).reshape(f.msg.height, f.msg.width)
+                  for f in r.messages('/camera/labels')]  # mono8, 11 (void) counts nowhere
+        for frame, gt in zip(r.messages('/camera/image'), labels):
+            image, order = message_to_array(frame.msg)
+            for ev, stamp in ((adapted, frame.stamp / 1e9), (trained, None)):
+                ev.score(gt, ev.add(image, order, '/camera/image', stamp).labels)
+    assert got['confusion_matrix'] == adapted.metrics()['confusion_matrix']
+    assert got['confusion_matrix'] != trained.metrics()['confusion_matrix']

@@ -147,9 +147,10 @@ def test_diagnostics_content(client):
                 'preprocess_ms_mean', 'preprocess_ms_max', 'inference_ms_mean',
                 'inference_ms_max', 'postprocess_ms_mean', 'processing_ms_mean',
                 'message_age_ms_mean', 'threads', 'frames_received', 'frames_processed',
-                'frames_dropped', 'frames_rejected'):
+                'frames_dropped', 'frames_rejected', 'statistics'):
         assert key in values, key
     assert values['precision'] == 'fp32' and values['device'] == 'cpu'
+    assert values['statistics'].startswith('as trained')
     assert 'camvid' in values['model']
 
 
@@ -285,6 +286,35 @@ def test_multiple_cameras_share_one_model(weights, ros):
                 c.close()
 
 
+def test_adapted_statistics_follow_each_frames_camera_time(weights, ros):
+    """adapt_statistics: the node's masks are the inference core's with the statistics
+    adapting to the frames' header stamps (one observed per second), and differ from the
+    trained statistics' masks; diagnostics say how many frames were observed."""
+    from builtin_interfaces.msg import Time
+    rng = np.random.default_rng(5)
+    frames = [np.clip(rng.normal(60, 50, (48, 64, 3)), 0, 255).astype(np.uint8)
+              for _ in range(6)]
+    stamps = [Time(sec=100 + i // 2, nanosec=500_000_000 * (i % 2)) for i in range(6)]
+    with serving({'model_path': str(weights), 'device': 'cpu', 'precision': 'fp32',
+                  'adapt_statistics': True}, '/adapt') as (proc, c):
+        for i, (f, t) in enumerate(zip(frames, stamps)):
+            c.publish(f, stamp=t)
+            assert c.wait('mask', i + 1, 15), proc.log()
+        status, values = wait_diag(c, lambda s, v: int(v['frames_processed']) == 6,
+                                   name=status_name('/adapt'))
+        got = [np.frombuffer(bytes(m.data), np.uint8).reshape(48, 64)
+               for m in c.received['mask'].messages]
+    assert values['backend'] == 'eager'  # auto picks eager: the package cannot adapt
+    assert values['statistics'].startswith('adapting to this camera: 3 frames observed')
+    seg = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=True)
+    want = [seg.segment_with_confidence(f, 'rgb', False, 'image',
+                                        t.sec + t.nanosec * 1e-9).labels
+            for f, t in zip(frames, stamps)]
+    assert all(np.array_equal(a, b) for a, b in zip(got, want))
+    trained = Segmenter(weights, 'cpu', 'fp32', 'eager')
+    assert not all(np.array_equal(a, trained.segment(f)[0]) for a, f in zip(got, frames))
+
+
 def test_compressed_input(weights, ros):
     from sensor_msgs.msg import CompressedImage
     # reliable input: the count of masks must not depend on best-effort delivery of the
@@ -327,6 +357,7 @@ def test_compressed_input(weights, ros):
     ({'corrupt': True}, 'truncated or corrupt'),
     ({'nan': True}, 'non-finite weights (NaN or inf)'),
     ({'training': True}, 'is a training checkpoint'),
+    ({'adapt_statistics': True, 'backend': 'compile'}, 'adapt_statistics needs backend eager'),
 ])
 def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
     import torch

@@ -21,7 +21,7 @@ from enet_ros.checkpoint import load_checkpoint
 from enet_ros.model import ENet
 from enet_ros.segmenter import Segmenter
 from enet_ros.watch import card_summary
-from training import checkpoint as tc, datasets, export, train
+from training import checkpoint as tc, datasets, evaluate, export, train
 from training.augment import Augment
 from training.lovasz import lovasz_softmax
 from training.report import weak_classes
@@ -492,19 +492,37 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     assert set(rows) == {'A-base', 'A-seed-1', 'J-softer-weights', 'J-seed-1'}
     one = json.loads((runs / 'ablation' / f'A-seed-1-{ablation.FOLDS[0]}' /
                       'heldout_png_fp32.json').read_text())['mean_iou']
-    assert rows.pop('A-seed-1')[1:6] == [
-        f'{one:.1f}', '', '', '', f'2 ({ablation.FOLDS[0]}); 2 of 5, in progress '
+    assert rows.pop('A-seed-1')[1:7] == [
+        f'{one:.1f}', '', '', '', '', f'2 ({ablation.FOLDS[0]}); 2 of 5, in progress '
         f'({ablation.FOLDS[1]})'], one
-    figures = {}
+    figures, adapted = {}, {}
+
+    def cached(name: str, which: str) -> list[float]:
+        return [json.loads((runs / 'ablation' / f'{name}-{fold}' / which).read_text())[
+            'mean_iou'] for fold in ablation.FOLDS]
     for name, row in rows.items():
-        measured = [json.loads((runs / 'ablation' / f'{name}-{fold}' /
-                                'heldout_png_fp32.json').read_text())['mean_iou']
-                    for fold in ablation.FOLDS]
+        measured = cached(name, 'heldout_png_fp32.json')
         assert row[1:3] == [f'{m:.1f}' for m in measured], row
         assert row[3] == f'{sum(measured) / 2:.1f}', row
-        assert row[5] == ('2' if name == 'A-base' else '2 + 1'), row
-        assert row[7] == (f'Another GPU; {here} |' if name == 'A-base' else f'{here} |'), row
+        adapted[name] = cached(name, 'heldout_png_fp32_adapt.json')
+        assert row[5] == ' / '.join(f'{m:.1f}' for m in adapted[name] + [
+            sum(adapted[name]) / 2]), row
+        assert row[6] == ('2' if name == 'A-base' else '2 + 1'), row
+        assert row[8] == (f'Another GPU; {here} |' if name == 'A-base' else f'{here} |'), row
         figures[name] = measured
+    # the adapted figures are the runs measured with the node's adapt_statistics
+    run_dir = runs / 'ablation' / f'J-softer-weights-{ablation.FOLDS[1]}'
+    weights = tc.write_weights(tc.load(run_dir), tmp_path / 'j.pt', {})
+    frames = datasets.build('camvid', tiny_camvid, ['train', 'val'])
+    frames = datasets.select(frames, datasets.split_by_sequence(frames, ablation.FOLDS[1])[1])
+    seg = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=True)
+    assert evaluate.adapted_metrics(seg, frames, False)['mean_iou'] == pytest.approx(
+        adapted['J-softer-weights'][1])
+    j, a = figures['J-softer-weights'], adapted['J-softer-weights']
+    assert (f'With `adapt_statistics`, J-softer-weights scores {a[0]:.1f} '
+            f'({ablation.FOLDS[0]}), {a[1]:.1f} ({ablation.FOLDS[1]}), mean '
+            f'{sum(a) / 2:.1f}, against {j[0]:.1f} ({ablation.FOLDS[0]}), {j[1]:.1f} '
+            f'({ablation.FOLDS[1]}) as trained') in published['training_ablation']
     gaps = [abs(a - b) for a, b in zip(figures['J-seed-1'], figures['J-softer-weights'])]
     assert min(gaps) >= 0.05, figures
     assert (f'J-seed-1 repeats J-softer-weights with another seed: their held-out class IoU '

@@ -172,6 +172,20 @@ def verdict(means: dict[str, float], noise: float) -> str:
     return f'{rule} ' + (f'Rows that do: {", ".join(better)}.' if better else 'No row does.')
 
 
+def adaptation_gain(measured: dict[str, list], adapted: dict[str, list]) -> str:
+    """What the shipped recipe's held-out figures become with ``adapt_statistics``."""
+    ship = shipped()
+    if ship not in adapted:
+        return ''
+    def drives(figures):
+        return ', '.join(f'{f:.1f} ({fold})' for fold, f in zip(FOLDS, figures))
+    raised = sum(b > a for n, f in adapted.items() for a, b in zip(measured[n], f))
+    return (f'With `adapt_statistics`, {ship} scores {drives(adapted[ship])}, mean '
+            f'{adapted[ship][-1]:.1f}, against {drives(measured[ship])} as trained; across '
+            f'the table it raises {raised} of the {len(FOLDS) * len(adapted)} held-out '
+            'figures.')
+
+
 def run(args: argparse.Namespace) -> None:
     jobs = [(n, f, Path(args.runs) / 'ablation') for n in args.configs for f in FOLDS]
     jobs += [(n, None, Path(args.runs) / 'camvid') for n in args.final]
@@ -194,8 +208,9 @@ def table(args: argparse.Namespace) -> str:
     runs = Path(args.runs) / 'ablation'
     lines = ['| recipe | ' +
              ' | '.join(f'held-out {f} class IoU' for f in FOLDS) +
-             ' | mean | mean class-avg accuracy | epochs | minutes per run | trained on |',
-             '|---' * (len(FOLDS) + 6) + '|']
+             ' | mean | mean class-avg accuracy | statistics adapting (' +
+             ' / '.join(FOLDS) + ' / mean) | epochs | minutes per run | trained on |',
+             '|---' * (len(FOLDS) + 7) + '|']
 
     def epochs(name: str, fold: str) -> tuple[str, bool]:
         """A run's epochs as the table shows them, and whether it and the runs it continues
@@ -210,9 +225,9 @@ def table(args: argparse.Namespace) -> str:
         before, ended = epochs(first, fold)
         return f'{before} + {text}', ended and done == planned
 
-    measured, means = {}, {}
+    measured, means, adapted_figures = {}, {}, {}
     for name in LADDER:
-        figures, accuracy, minutes, rounds, devices = [], [], [], {}, {}
+        figures, accuracy, adapted, minutes, rounds, devices = [], [], [], [], {}, {}
         for fold in FOLDS:
             run_dir = runs / run_name(name, fold)
             if not (run_dir / checkpoint.NAME).exists():
@@ -225,6 +240,7 @@ def table(args: argparse.Namespace) -> str:
             metrics = heldout_metrics(run_dir, args.root)
             figures.append(metrics['mean_iou'])
             accuracy.append(metrics['class_avg_accuracy'])
+            adapted.append(heldout_metrics(run_dir, args.root, adapt=True)['mean_iou'])
             minutes.append(sum(float(r['epoch_seconds'])
                                for r in read_log(run_dir / 'log.csv')) / 60)
             devices.update(dict.fromkeys(checkpoint.devices(checkpoint.load(run_dir))))
@@ -238,8 +254,12 @@ def table(args: argparse.Namespace) -> str:
             means[name] = sum(done) / len(done)
         mean = f'{means[name]:.1f}' if both else ''
         acc = f'{sum(accuracy) / len(accuracy):.1f}' if both else ''
+        adapt = ''
+        if both:
+            adapted_figures[name] = adapted + [sum(adapted) / len(adapted)]
+            adapt = ' / '.join(f'{f:.1f}' for f in adapted_figures[name])
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
-                     f'{acc} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
+                     f'{acc} | {adapt} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
                      f'{checkpoint.DEVICE_SEP.join(devices)} |')
     from benchmarks.report import header, publish
     gaps = seed_gaps(measured)
@@ -255,8 +275,13 @@ def table(args: argparse.Namespace) -> str:
         "rung NAME's run on the same frames, so its epochs read 'first stage + second "
         "stage' and its minutes are the second stage's. A drive whose run is still "
         "training reads 'N of M, in progress' and has no figure until it ends. "
+        "The 'statistics adapting' column measures the same run with the node's "
+        '`adapt_statistics` (batch-norm statistics that follow the drive, '
+        '`enet_ros/adaptation.py`): frames fed in order at their camera time, '
+        '`python -m training.evaluate --adapt`. '
         f'{seed_noise(gaps)} '
-        f'{verdict(means, max((g for found in gaps.values() for _, g in found), default=0))}',
+        f'{verdict(means, max((g for found in gaps.values() for _, g in found), default=0))} '
+        f'{adaptation_gain(measured, adapted_figures)}',
         '',
         *lines,
     ])

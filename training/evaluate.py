@@ -1,12 +1,13 @@
 """Evaluate weights with the ENet paper's Table 5 metrics (void/ignore excluded).
 
     python -m training.evaluate --root ../shared/data/camvid --splits train val \
-        --sequence 0006R0 [--weights FILE] [--json FILE]
+        --sequence 0006R0 [--weights FILE] [--adapt] [--json FILE]
 
 Predictions come from the node's own inference core (``enet_ros.segmenter.Segmenter``) at
 the dataset's full resolution, so these figures are what the node delivers. For
 Cityscapes it adds iIoU (instance-weighted, from instanceIds) and category IoU/iIoU as
-the official cityscapesscripts define them.
+the official cityscapesscripts define them. ``--adapt`` runs the node's
+``adapt_statistics``: each drive a camera, its frames in order at their camera time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+import re
 import tempfile
 
 import numpy as np
@@ -22,7 +24,9 @@ from tqdm import tqdm
 from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
 from training import checkpoint, datasets
-from enet_ros.tools.cli import add_model_args
+from enet_ros.tools.cli import add_adapt_arg, add_model_args
+
+CAMVID_FPS = 30.0  # CamVid's video rate: labelled frames are 30 (0016E5 val: 2) apart
 
 
 def get_args(argv=None) -> argparse.Namespace:
@@ -33,18 +37,44 @@ def get_args(argv=None) -> argparse.Namespace:
                    help='dataset splits to take frames from (e.g. train val, or test)')
     p.add_argument('--sequence', help='only the frames of this sequence (drive), e.g. 0006R0')
     add_model_args(p, precision='fp32', backend='eager')  # the reference figures
+    add_adapt_arg(p)
     p.add_argument('--limit', type=int, help='first N images of each split only')
     p.add_argument('--json', help='write the metrics here')
     return p.parse_args(argv)
 
 
-def evaluate_segmenter(segmenter: Segmenter, images, targets, progress: bool = True) -> dict:
-    """Metrics of ``segmenter`` over RGB images and (H, W) targets (255 = ignore)."""
+def camera_times(paths, fps: float = CAMVID_FPS) -> list[float]:
+    """Seconds of camera time of each frame, from the frame number that ends its file name
+    (``0001TP_006690.png``, ``0006R0_f00930.png``: frame 6690, 930 of a 30 Hz video)."""
+    times = []
+    for p in paths:
+        digits = re.search(r'(\d+)$', Path(p).stem)
+        if digits is None:
+            raise ValueError(f'{p}: no frame number at the end of the file name, so no camera '
+                             f'time for --adapt')
+        times.append(int(digits.group(1)) / fps)
+    return times
+
+
+def evaluate_segmenter(segmenter: Segmenter, images, targets, progress: bool = True,
+                       streams=None, stamps=None) -> dict:
+    """Metrics of ``segmenter`` over RGB images and (H, W) targets (255 = ignore), fed in
+    order; ``streams`` and ``stamps`` (one each per frame) as ``Segmenter.infer``."""
     evaluation = Evaluation(segmenter)
-    for img, tgt in tqdm(zip(images, targets), total=len(images), disable=not progress,
-                         desc='evaluate'):
-        evaluation.score(tgt, evaluation.add(img, 'rgb').labels)
+    streams = streams or [''] * len(images)
+    stamps = stamps or [None] * len(images)
+    for img, tgt, stream, stamp in tqdm(zip(images, targets, streams, stamps),
+                                        total=len(images), disable=not progress,
+                                        desc='evaluate'):
+        evaluation.score(tgt, evaluation.add(img, 'rgb', stream, stamp).labels)
     return evaluation.metrics()
+
+
+def adapted_metrics(segmenter: Segmenter, frames, progress: bool = True) -> dict:
+    """``evaluate_segmenter`` over a dataset's frames, each drive a camera stream whose
+    frames are stamped with their camera time (``camera_times``)."""
+    return evaluate_segmenter(segmenter, frames.images, frames.targets, progress,
+                              frames.sequences, camera_times(frames.paths))
 
 
 def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
@@ -78,12 +108,14 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
             'category_iiou': 100 * float(result['averageScoreInstCategories'])}
 
 
-def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
-    """fp32 metrics of a held-out training run on its held-out drive, from ``root``'s frames.
+def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) -> dict:
+    """fp32 metrics of a held-out training run on its held-out drive, from ``root``'s frames;
+    with ``adapt``, the statistics adapting to the drive (``adapted_metrics``).
 
-    Cached as ``heldout_png_fp32.json`` in the run folder, for the checkpoint it measured.
+    Cached as ``heldout_png_fp32.json`` (``heldout_png_fp32_adapt.json``) in the run folder,
+    for the checkpoint it measured.
     """
-    cache = Path(run_dir) / 'heldout_png_fp32.json'
+    cache = Path(run_dir) / f'heldout_png_fp32{"_adapt" if adapt else ""}.json'
     ckpt = checkpoint.load(run_dir)
     if cache.exists():
         cached = json.loads(cache.read_text())
@@ -95,8 +127,9 @@ def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
         frames, data['heldout_sequence'])[1])
     with tempfile.TemporaryDirectory() as tmp:
         weights = checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
-        segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager')
-        metrics = evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False)
+        segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=adapt)
+        metrics = (adapted_metrics(segmenter, frames, False) if adapt else
+                   evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False))
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),
                     'epochs': ckpt['epoch'] + 1, 'checkpoint_saved': ckpt['saved']})
     cache.write_text(json.dumps(metrics, indent=1))
@@ -104,16 +137,19 @@ def heldout_metrics(run_dir: str | Path, root: str | Path) -> dict:
 
 
 def main(args: argparse.Namespace) -> dict:
-    segmenter = Segmenter(args.weights, args.device, args.precision, args.backend)
+    segmenter = Segmenter(args.weights, args.device, args.precision, args.backend,
+                          adapt=args.adapt)
     data = datasets.build(args.dataset, args.root, args.splits, limit=args.limit)
     if args.sequence:
         data = datasets.select(data, datasets.split_by_sequence(data, args.sequence)[1])
-    metrics = evaluate_segmenter(segmenter, data.images, data.targets)
+    metrics = (adapted_metrics(segmenter, data) if args.adapt
+               else evaluate_segmenter(segmenter, data.images, data.targets))
     if args.dataset == 'cityscapes':
         metrics.update(cityscapes_instance_metrics(segmenter, data))
     metrics.update({'dataset': args.dataset, 'splits': args.splits,
                     'sequence': args.sequence, 'images': len(data),
-                    'weights': str(args.weights), 'precision': segmenter.precision})
+                    'weights': str(args.weights), 'precision': segmenter.precision,
+                    'adapt': args.adapt})
     print(format_metrics(metrics))
     if 'iiou' in metrics:
         print(f'iIoU {metrics["iiou"]:.1f}  category IoU {metrics["category_iou"]:.1f}  '

@@ -34,3 +34,11 @@ def add_model_args(p: argparse.ArgumentParser, precision: str = 'auto',
     p.add_argument('--backend', choices=BACKENDS, default=backend,
                    help=f'default {backend}; compile: AOTInductor package, built once and '
                         f'cached (ENET_ROS_CACHE)')
+
+
+def add_adapt_arg(p: argparse.ArgumentParser) -> None:
+    """--adapt: the node's adapt_statistics for a tool that segments a drive offline."""
+    p.add_argument('--adapt', action='store_true',
+                   help="batch-norm statistics that follow each camera's drive (the node's "
+                        'adapt_statistics; needs backend eager), frames fed in order at '
+                        'their camera time')

@@ -32,7 +32,7 @@ from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array
 from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
-from enet_ros.tools.cli import add_model_args
+from enet_ros.tools.cli import add_adapt_arg, add_model_args
 
 IGNORE = 255
 STAGES = ('preprocess', 'inference', 'postprocess', 'total')
@@ -47,6 +47,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('bag', type=Path, help='rosbag2 directory (or a file inside it)')
     p.add_argument('--topic', help='image topic (default: the only image topic)')
     add_model_args(p, backend='eager')  # no compile wait for a one-off run
+    add_adapt_arg(p)  # the drive's frames with their header stamps
     gt = p.add_mutually_exclusive_group()
     gt.add_argument('--label-topic', help='mono8 class-id images, matched by header stamp')
     gt.add_argument('--labels', type=Path, help='folder of label PNGs (by <stamp_ns>.png or '
@@ -200,7 +201,7 @@ def write_report(args, result: dict, timings: dict, metrics, samples, meta) -> N
 
 
 def evaluate_bag(args) -> int:
-    seg = Segmenter(args.weights, args.device, args.precision, args.backend)
+    seg = Segmenter(args.weights, args.device, args.precision, args.backend, adapt=args.adapt)
     reader = BagReader(args.bag)
     topic = reader.image_topic(args.topic, exclude=(args.label_topic,))
     labels = LabelSource(args, reader, seg.meta.num_classes)
@@ -225,7 +226,8 @@ def evaluate_bag(args) -> int:
                 key = str(exc).split(';')[0]
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
-            ids, _, _, t = evaluation.add(image, order)
+            ids, _, _, t = evaluation.add(image, order, topic,
+                                          frame.stamp / 1e9 if frame.stamp else None)
             for stage in STAGES[:3]:
                 timings[stage].append(getattr(t, stage))
             timings['total'].append(t.total)
