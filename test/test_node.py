@@ -520,10 +520,12 @@ def test_two_publishers_on_one_topic_are_not_counted_as_drops(weights, ros):
                                        name=status_name('/twopub'))
         finally:
             c.close()
-    # Transport may still lose a frame on a busy host (fresh-clone CI saw 27 of 28): with
-    # two publishers such a loss cannot be told from interleaving, and is not counted.
-    # The node before the fix counted dozens of drops here.
-    assert int(values['frames_received']) >= 24, values
+    # Transport may still lose frames on a busy host (fresh-clone CI saw 27, and once 22,
+    # of 28: the reader's history keeps the newest frame): with two publishers such a loss
+    # cannot be told from interleaving, and is not counted. The node before the fix counted
+    # a dozen drops at each jump back to the second publisher's sequence, so a few of the
+    # 16 interleaved frames suffice.
+    assert int(values['frames_received']) >= 18, values
     assert values['frames_dropped_before_node'] == '0', {
         k: values[k] for k in ('frames_received', 'frames_dropped', 'frames_dropped_before_node')}
 
