@@ -10,6 +10,8 @@
   does) and eager, timed in alternation in one process.
 - Batching: the compiled frame graph for 1, 2 and 4 frames a call (several cameras'
   frames at once) against one frame a call.
+- Adapting statistics: the compiled network without and with ``adapt_statistics``'s
+  adjustments as an input, and the cost of one observed frame.
 - Thread arrangement: the node builds the Segmenter on its executor thread with one
   intra-op thread and runs it on its inference thread with all of them. Fresh processes
   doing that, against building and running on the main thread, alternating.
@@ -21,6 +23,7 @@ row says otherwise; the weights are the shipped ones.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 from pathlib import Path
 import statistics
@@ -35,7 +38,7 @@ from benchmarks.report import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.model import fuse_for_inference
 from enet_ros.aoti_cache import compile_ahead
-from enet_ros.segmenter import FrameNetwork, keep_freed_memory
+from enet_ros.segmenter import FrameNetwork, keep_freed_memory, reference_frame, Segmenter
 
 ROUNDS = 3
 BATCHES = (1, 2, 4)
@@ -125,8 +128,8 @@ def switch_pooling(weights: Path, runs: int) -> list[list]:
     rows = []
     with torch.inference_mode():
         for backend in ('compile', 'eager'):
-            fns = {sw: (compile_ahead(net, x, f'ablation-{sw}') if backend == 'compile' else net)
-                   for sw, net in nets.items()}
+            fns = {sw: (compile_ahead(net, (x,), f'ablation-{sw}') if backend == 'compile'
+                        else net) for sw, net in nets.items()}
             res = alternate({sw: (lambda f=f: [median_ms(lambda: f(x), runs)])
                              for sw, f in fns.items()})
             rows.append([f'{backend} bf16 {size[1]}x{size[0]}', f'{res[False][0]:.1f}',
@@ -145,7 +148,7 @@ def batching(weights: Path, runs: int) -> tuple[list[list], bool]:
     calls = {}
     for b in BATCHES:
         x = torch.zeros(b, h, w, 3, dtype=torch.uint8)
-        calls[b] = (compile_ahead(net, x, f'ablation-batch{b}'), x)
+        calls[b] = (compile_ahead(net, (x,), f'ablation-batch{b}'), x)
     with torch.inference_mode():
         res = alternate({b: (lambda f=f, x=x: [median_ms(lambda: f(x), runs)])
                          for b, (f, x) in calls.items()})
@@ -160,6 +163,28 @@ def batching(weights: Path, runs: int) -> tuple[list[list], bool]:
                      f'{ms / b:.1f}', f'{one * b / ms:.2f}x', f'{ms:.1f}', f'{sequential:.1f}'])
         pays = pays or (b > 1 and ms < one * b and ms <= sequential)
     return rows, pays
+
+
+def adaptation(weights: Path, runs: int) -> list[list]:
+    """The compiled network (bf16) as the node runs it without and with
+    ``adapt_statistics`` (the adjustments as a second input), in alternation in one
+    process; and one observed frame (a pass of the unfused fp32 network and the
+    adjustments computed), which the node adds once per second of camera time."""
+    def row(size: tuple[int, int]) -> list:
+        plain, adapted = (Segmenter(weights, 'cpu', 'bf16', 'compile', input_size=size,
+                                    adapt=a) for a in (False, True))
+        x = plain.prepare(reference_frame()).tensor
+        stream, stamps = adapted.adapter.stream('benchmark'), itertools.count()
+        with torch.inference_mode():
+            res = alternate({
+                'plain': lambda: [median_ms(lambda: plain.net(x), runs)],
+                'adapted': lambda: [median_ms(lambda: adapted.net(
+                    x, adapted.adapter.identity), runs)],
+                'observe': lambda: [median_ms(lambda: stream.observe(x, next(stamps)),
+                                              max(3, runs // 3))]})
+        return [f'compile bf16 {size[1]}x{size[0]}', f'{res["plain"][0]:.1f}',
+                f'{res["adapted"][0]:.1f}', f'{res["observe"][0]:.1f}']
+    return [row(size) for size in ((360, 480), (360, 640))]
 
 
 def main() -> None:
@@ -195,6 +220,11 @@ def main() -> None:
     md += ('\nBatching ' + ('pays here: more frames a second at no worse latency.\n' if pays
                             else 'does not pay here (no more frames a second at no worse '
                             'latency), so the node runs frames one at a time.\n'))
+    md += ('\nAdapting batch-norm statistics (`adapt_statistics`), the compiled network '
+           'without and with the adjustments as an input, in one process, and one observed '
+           'frame (once per second of camera time):\n\n')
+    md += table(['config', 'ms without', 'ms with', 'ms to observe a frame'],
+                adaptation(args.weights, args.runs))
     publish('core_ablation', md, args.readme)
 
 

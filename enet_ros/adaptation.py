@@ -15,9 +15,10 @@ and the training statistics:
 - a stamp going backwards or a gap of over a minute starts the stream again from the
   training statistics, as does ``reset``.
 
-Measured on held-out CamVid drives by ``python -m training.evaluate --adapt`` (README):
-the gain is largest at dusk. Frames whose stamps do not advance are never observed, so
-the network then runs exactly as trained.
+The fused network is not folded again: it takes, per folded batch norm, the per-channel
+scale and shift that turn its output into the adapted one (``enet_ros.model.Adjust``), as
+an input, so the compiled package adapts too. Measured on held-out CamVid drives by
+``python -m training.evaluate --adapt`` (README): the gain is largest at dusk.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import math
 
 import torch
 
-from enet_ros.model import ENet, fuse_for_inference
+from enet_ros.model import ENet
 
 OBSERVE_EVERY = 1.0  # seconds of camera time between observed frames
 TIME_CONSTANT = 10.0  # seconds: the average's memory
@@ -34,54 +35,56 @@ MIX = 0.5  # weight of the stream's statistics against the training statistics
 GAP = 60.0  # seconds without frames after which a stream starts again
 
 
-def batch_norms(model: ENet) -> list[torch.nn.BatchNorm2d]:
-    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+def batch_norms(model: ENet) -> dict[str, torch.nn.BatchNorm2d]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
 
 
 class Stream:
-    """One camera's averaged statistics and the fused parameters that normalise with the
-    mix of them and the training statistics."""
+    """One camera's averaged statistics and the adjustments (``enet_ros.model.Adjust``)
+    that make the fused network normalise with their mix with the training statistics."""
 
     def __init__(self, adapter: 'Adapter'):
         self.adapter = adapter
         self.reset()
 
     def reset(self) -> None:
-        self.stats = [(m.clone(), v.clone()) for m, v in self.adapter.source]
+        self.stats = {n: (m.clone(), v.clone()) for n, (m, v) in self.adapter.source.items()}
         self.last: float | None = None
         self.observed = 0
-        self.state = self.adapter.source_state
+        self.adjustments = self.adapter.identity
 
-    def observe(self, image: torch.Tensor, stamp: float) -> bool:
-        """Observe (1, H, W, 3) uint8 ``image`` stamped ``stamp`` seconds if it is due;
-        True when the stream's state changed."""
+    def observe(self, image: torch.Tensor, stamp: float) -> None:
+        """Observe (1, H, W, 3) uint8 ``image`` stamped ``stamp`` seconds if it is due."""
         if self.last is not None and not 0 <= stamp - self.last <= GAP:
             self.reset()
         if self.last is not None and stamp - self.last < OBSERVE_EVERY:
-            return False
+            return
         weight = 1.0 - math.exp(-max(OBSERVE_EVERY, stamp - (self.last or stamp))
                                 / TIME_CONSTANT)
-        for (mean, var), (m, v) in zip(self.stats, self.adapter.frame_statistics(image)):
+        for name, (m, v) in self.adapter.frame_statistics(image).items():
+            mean, var = self.stats[name]
             mean.lerp_(m, weight)
             var.lerp_(v, weight)
         self.last = stamp
         self.observed += 1
-        self.state = self.adapter.fused_state(self.stats)
-        return True
+        self.adjustments = self.adapter.adjustments(self.stats)
 
 
 class Adapter:
-    """Per-stream statistics for ``model`` (unfused, fp32) and the fused parameters that
-    the inference network (``fuse_for_inference(model)``'s structure) loads for a stream."""
+    """Per-stream statistics for ``model`` (unfused, fp32), as the adjustments a network
+    fused with ``layout`` (``enet_ros.model.Adjustments``) takes, in ``dtype``."""
 
-    def __init__(self, model: ENet, normalise, device: torch.device):
+    def __init__(self, model: ENet, normalise, layout: list[tuple[str, int, int]],
+                 device: torch.device, dtype: torch.dtype):
         self.model = ENet(model.fullconv.out_channels).to(device)
         self.model.load_state_dict(model.state_dict())
         self.model.eval().requires_grad_(False)
         self.normalise = normalise  # (1, H, W, 3) uint8 -> (1, 3, H, W) normalised fp32
-        self.source = [(m.running_mean.clone(), m.running_var.clone())
-                       for m in batch_norms(self.model)]
-        self.source_state = self.fused_state(self.source)
+        self.layout, self.dtype = layout, dtype
+        self.norms = batch_norms(self.model)
+        self.source = {n: (m.running_mean.clone(), m.running_var.clone())
+                       for n, m in self.norms.items()}
+        self.identity = self.adjustments(self.source)
         self.streams: dict[str, Stream] = {}
 
     def stream(self, key: str) -> Stream:
@@ -94,37 +97,39 @@ class Adapter:
             stream.reset()
 
     @torch.no_grad()
-    def frame_statistics(self, image: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def frame_statistics(self, image: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
         """Each batch-norm layer's mean and variance over one frame, every layer
         normalising with the frame's own statistics (dropout stays off)."""
-        norms = batch_norms(self.model)
-        saved = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
-        for m in norms:
+        for m in self.norms.values():
             m.reset_running_stats()
             m.momentum = None  # running stats = this pass's statistics
             m.train()
         try:
             self.model(self.normalise(image).float())
-            return [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+            return {n: (m.running_mean.clone(), m.running_var.clone())
+                    for n, m in self.norms.items()}
         finally:
-            for m, (mean, var) in zip(norms, saved):
+            for n, m in self.norms.items():
                 m.eval()
                 m.momentum = 0.1
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
+                m.running_mean.copy_(self.source[n][0])
+                m.running_var.copy_(self.source[n][1])
 
     @torch.no_grad()
-    def fused_state(self, stats) -> list[torch.Tensor]:
-        """The fused network's state (parameters and buffers, in ``state_dict`` order) with
-        batch norm normalising by ``MIX`` of
-        ``stats`` against the training statistics."""
-        norms = batch_norms(self.model)
-        for m, (src_mean, src_var), (mean, var) in zip(norms, self.source, stats):
-            m.running_mean.copy_(torch.lerp(src_mean, mean, MIX))
-            m.running_var.copy_(torch.lerp(src_var, var, MIX))
-        try:
-            return [t.clone() for t in fuse_for_inference(self.model).state_dict().values()]
-        finally:
-            for m, (mean, var) in zip(norms, self.source):
-                m.running_mean.copy_(mean)
-                m.running_var.copy_(var)
+    def adjustments(self, stats) -> torch.Tensor:
+        """(2, channels) scales and shifts turning each folded batch norm (training
+        statistics mean0, var0) into one normalising with ``MIX`` of ``stats`` against
+        them (mean1, var1): with s = weight / sqrt(var + eps), y1 = r y0 + d where
+        r = s1 / s0 and d = bias (1 - r) + s1 (mean0 - mean1)."""
+        out = torch.empty(2, sum(c for _, _, c in self.layout),
+                          device=next(iter(self.source.values()))[0].device)
+        for name, offset, channels in self.layout:
+            bn = self.norms[name]
+            mean0, var0 = self.source[name]
+            mean1 = torch.lerp(mean0, stats[name][0], MIX)
+            var1 = torch.lerp(var0, stats[name][1], MIX)
+            r = torch.sqrt(var0 + bn.eps) / torch.sqrt(var1 + bn.eps)
+            s1 = bn.weight / torch.sqrt(var1 + bn.eps)
+            out[0, offset:offset + channels] = r
+            out[1, offset:offset + channels] = bn.bias * (1 - r) + s1 * (mean0 - mean1)
+        return out.to(self.dtype)

@@ -164,10 +164,11 @@ def _load_verified(path: Path, check) -> tuple[Package | None, str]:
     return fn, ''
 
 
-def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
+def compile_ahead(net: torch.nn.Module, examples: tuple[torch.Tensor, ...], key: str,
                   check: Callable | None = None, info: Callable[[str], None] | None = None,
                   warn: Callable[[str], None] | None = None):
-    """A callable AOTInductor package of ``net`` for ``example``'s shape and dtype.
+    """A callable AOTInductor package of ``net`` for the shapes and dtypes of its inputs
+    ``examples`` (the frame first).
 
     ``check(fn)`` raises when ``fn`` disagrees with the eager network. Cached packages are
     verified (checksum, then ``check``) before use; a fresh compile is checked too, and a
@@ -201,7 +202,7 @@ def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
                 stale.unlink(missing_ok=True)
     if problem is not None:
         path = Path(tmp) / name
-    info(f'compiling the network for {tuple(example.shape)} {str(example.dtype)[6:]} '
+    info(f'compiling the network for {tuple(examples[0].shape)} {str(examples[0].dtype)[6:]} '
         f'(once; cached in {path.parent})')
     t = time.perf_counter()
     # freezing constant-folds the weights, prepacks them for oneDNN and fuses activations
@@ -211,7 +212,7 @@ def compile_ahead(net: torch.nn.Module, example: torch.Tensor, key: str,
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            program = torch.export.export(net, (example,))
+            program = torch.export.export(net, tuple(examples))
             _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
                 program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
     finally:

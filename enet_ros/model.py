@@ -255,7 +255,31 @@ def _fold_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Mod
     return fused
 
 
-def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
+class Adjustments:
+    """What a network fused with adjustments reads per call: ``value``, a (2, channels)
+    tensor of per-channel scales and shifts, one block per folded batch norm, placed as
+    ``layout`` says: (batch-norm name in the unfused model, offset, channels)."""
+
+    def __init__(self):
+        self.value: torch.Tensor | None = None
+        self.layout: list[tuple[str, int, int]] = []
+
+
+class Adjust(nn.Module):
+    """``y * r + d`` per channel after a folded batch norm, (r, d) read from the network's
+    ``Adjustments``: batch norm with other statistics than the folded ones, without folding
+    again (``enet_ros.adaptation``), so a compiled network takes them as an input."""
+
+    def __init__(self, adjustments: Adjustments, bn: str, channels: int):
+        super().__init__()
+        self.adjustments, self.bn, self.channels, self.offset = adjustments, bn, channels, 0
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        a = self.adjustments.value[:, self.offset:self.offset + self.channels]
+        return y * a[0].view(1, -1, 1, 1) + a[1].view(1, -1, 1, 1)
+
+
+def _fuse_sequential(seq: nn.Sequential, fold=_fold_bn) -> nn.Sequential:
     layers = list(seq)
     out: list[nn.Module] = []
     i = 0
@@ -263,7 +287,7 @@ def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
         layer = layers[i]
         nxt = layers[i + 1] if i + 1 < len(layers) else None
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) and isinstance(nxt, nn.BatchNorm2d):
-            out.append(_fold_bn(layer, nxt))
+            out.append(fold(layer, nxt))
             i += 2
             continue
         if not isinstance(layer, nn.Dropout2d):
@@ -273,22 +297,42 @@ def _fuse_sequential(seq: nn.Sequential) -> nn.Sequential:
 
 
 @torch.no_grad()
-def fuse_for_inference(model: ENet, switches: bool = False) -> ENet:
+def fuse_for_inference(model: ENet, switches: bool = False,
+                       adjustments: Adjustments | None = None) -> ENet:
     """Return an eval-mode copy of ``model`` with batch norm folded and dropout removed;
-    with ``switches`` it pools and unpools through ``max_pool_switches``."""
+    with ``switches`` it pools and unpools through ``max_pool_switches``; with
+    ``adjustments`` an ``Adjust`` follows every batch norm (its layout filled in)."""
     fused = copy.deepcopy(model).eval()
+    names = {id(m): n for n, m in fused.named_modules() if isinstance(m, nn.BatchNorm2d)}
+
+    def adjusted(layer: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
+        if adjustments is None:
+            return layer
+        return nn.Sequential(layer, Adjust(adjustments, names[id(bn)], bn.num_features))
+
+    def fold(conv, bn) -> nn.Module:
+        return adjusted(_fold_bn(conv, bn), bn)
+
     initial = fused.encoder.initial
-    initial.conv = _fold_bn(initial.conv, initial.conv_bn)
+    initial.conv = fold(initial.conv, initial.conv_bn)
     initial.conv_bn = nn.Identity()
+    initial.pool_bn = adjusted(initial.pool_bn, initial.pool_bn)
     for module in fused.modules():
         if isinstance(module, (Bottleneck, UpsamplingBottleneck)):
             module.switches = switches
         if isinstance(module, Bottleneck):
-            module.branch = _fuse_sequential(module.branch)
+            module.branch = _fuse_sequential(module.branch, fold)
         elif isinstance(module, UpsamplingBottleneck):
-            module.branch = _fuse_sequential(module.branch)
+            module.branch = _fuse_sequential(module.branch, fold)
             if module.upsample:
-                module.main = _fuse_sequential(module.main)
+                module.main = _fuse_sequential(module.main, fold)
+    if adjustments is not None:
+        offset, adjustments.layout = 0, []
+        for a in fused.modules():
+            if isinstance(a, Adjust):
+                a.offset = offset
+                adjustments.layout.append((a.bn, offset, a.channels))
+                offset += a.channels
     for p in fused.parameters():
         p.requires_grad_(False)
     return fused

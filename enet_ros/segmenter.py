@@ -12,8 +12,11 @@ Backends:
   the package, verified first (``enet_ros.aoti_cache``), and no Python tracing or guard
   checks run per frame.
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
-CUDA (on a vehicle, the ONNX export under TensorRT is the fast path) or with ``adapt``
-(batch-norm statistics following each camera's drive: ``enet_ros.adaptation``).
+CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
+
+``adapt``: batch-norm statistics that follow each camera's drive (``enet_ros.adaptation``);
+the fused network then takes the per-channel adjustments as a second input, on either
+backend.
 
 Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 (not
 emulated: ``native_bf16``) and the
@@ -41,7 +44,7 @@ from enet_ros.adaptation import Adapter
 from enet_ros.aoti_cache import compile_ahead
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
-from enet_ros.model import check_input_size, fuse_for_inference
+from enet_ros.model import Adjustments, check_input_size, fuse_for_inference
 from enet_ros.parameters import BACKENDS, DEVICES, PRECISIONS
 
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
@@ -130,7 +133,7 @@ def resolve_precision(precision: str, device: torch.device,
                     f'validation pixels')
 
 
-def resolve_backend(backend: str, device: torch.device, adapt: bool = False) -> str:
+def resolve_backend(backend: str, device: torch.device) -> str:
     if backend not in BACKENDS:
         raise SegmenterError(f'unknown backend {backend!r}; expected one of {", ".join(BACKENDS)}')
     if backend == 'compile' and device.type == 'cuda':
@@ -138,14 +141,8 @@ def resolve_backend(backend: str, device: torch.device, adapt: bool = False) -> 
         # (segmentation fault) on an H100 with torch 2.11+cu130; eager fp16 is verified.
         raise SegmenterError('backend compile is not supported on cuda (the compiled package '
                              'crashed on the GPU we checked); use backend eager or auto')
-    if backend == 'compile' and adapt:
-        # the compiled package holds the folded weights as constants; adaptation
-        # changes them as the drive goes on
-        raise SegmenterError('adapt_statistics needs backend eager (the compiled package '
-                             'cannot change its batch-norm statistics); use backend eager '
-                             'or auto')
     if backend == 'auto':
-        return 'compile' if device.type == 'cpu' and not adapt else 'eager'
+        return 'compile' if device.type == 'cpu' else 'eager'
     return backend
 
 
@@ -211,6 +208,19 @@ class FrameNetwork(torch.nn.Module):
         return ids, mean_confidence, logits
 
 
+class AdaptedFrameNetwork(FrameNetwork):
+    """``FrameNetwork`` of a network fused with ``adjustments``: (frame, (2, C) per-channel
+    adjustments) -> as ``FrameNetwork`` (``enet_ros.model.Adjust``)."""
+
+    def __init__(self, net: torch.nn.Module, mean, std, adjustments: Adjustments):
+        super().__init__(net, mean, std)
+        self.adjustments = adjustments
+
+    def forward(self, image: torch.Tensor, adjust: torch.Tensor):
+        self.adjustments.value = adjust  # what the network's Adjust modules read
+        return super().forward(image)
+
+
 class Segmenter:
     """ENet inference on single frames.
 
@@ -229,37 +239,41 @@ class Segmenter:
         self.model_path = Path(model_path)
         self.precision, self.precision_reason = resolve_precision(precision, self.device,
                                                                    self.meta)
-        self.backend = resolve_backend(backend, self.device, adapt)
+        self.backend = resolve_backend(backend, self.device)
         self.input_size = tuple(input_size) if input_size else self.meta.input_size
         check_input_size(*self.input_size)
         self.dtype = DTYPES[self.precision]
-        fused = fuse_for_inference(model, switches=self.backend == 'compile')
+        adjustments = Adjustments() if adapt else None
+        fused = fuse_for_inference(model, self.backend == 'compile', adjustments)
         fused = fused.to(self.device, self.dtype, memory_format=torch.channels_last)
-        self.net = FrameNetwork(fused, self.meta.mean, self.meta.std).to(self.device)
+        self.net = (FrameNetwork(fused, self.meta.mean, self.meta.std) if not adapt else
+                    AdaptedFrameNetwork(fused, self.meta.mean, self.meta.std, adjustments)
+                    ).to(self.device)
         self.adapter = None
         if adapt:
             reference = FrameNetwork(model, self.meta.mean, self.meta.std).to(self.device)
-            self.adapter = Adapter(reference.net, reference.normalise, self.device)
-            self._loaded = self.adapter.source_state
+            self.adapter = Adapter(reference.net, reference.normalise, adjustments.layout,
+                                   self.device, self.dtype)
         if self.backend == 'compile':
             h, w = self.input_size
-            example = torch.zeros(1, h, w, 3, device=self.device, dtype=torch.uint8)
+            example = self._inputs(torch.zeros(1, h, w, 3, device=self.device,
+                                               dtype=torch.uint8))
             # the package depends on the weights, the network and frame code, the shape,
             # precision, device, torch and the CPU's instruction set inductor compiled for
             digest = hashlib.sha256(self.model_path.read_bytes())
             digest.update(Path(model_module.__file__).read_bytes())
             digest.update(Path(__file__).read_bytes())
-            digest.update(f'{h}x{w} {self.precision} {self.device.type} torch '
+            digest.update(f'{h}x{w} {self.precision} {self.device.type} adapt {adapt} torch '
                           f'{torch.__version__} {torch.backends.cpu.get_cpu_capability()}'
                           .encode())
             eager = self.net
             frame = self._to_tensor(reference_frame(), 'rgb')
             with torch.inference_mode():
-                want = eager(frame)[0]
+                want = eager(*self._inputs(frame))[0]
 
             def check(fn) -> None:
                 with torch.inference_mode():
-                    got = fn(frame)[0]
+                    got = fn(*self._inputs(frame))[0]
                 same = 100.0 * (got == want).float().mean().item()
                 if same < MIN_AGREEMENT:
                     raise ValueError(f'class ids agree with the eager network on {same:.1f}% '
@@ -337,9 +351,7 @@ class Segmenter:
         if cuda:
             events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
             events[0].record()
-        if self.adapter is not None:
-            self._adapt(x, stream, stamp)
-        ids, mean_confidence, logits = self.net(x)
+        ids, mean_confidence, logits = self.net(*self._inputs(x, stream, stamp))
         if cuda:
             events[1].record()
         t2 = time.perf_counter()
@@ -373,18 +385,17 @@ class Segmenter:
         return (f'adapting to this camera: {s.observed if s else 0} frames observed since '
                 f'it started (unstamped frames use the trained statistics)')
 
-    def _adapt(self, x: torch.Tensor, stream: str, stamp: float | None) -> None:
-        """Load the fused state that normalises ``stream``'s frame stamped ``stamp``."""
+    def _inputs(self, x: torch.Tensor, stream: str = '',
+                stamp: float | None = None) -> tuple[torch.Tensor, ...]:
+        """The network's inputs for frame ``x``: with ``adapt`` also the adjustments of
+        ``stream`` (observing the frame when due), or the identity without a stamp."""
+        if self.adapter is None:
+            return (x,)
         if stamp is None:
-            state = self.adapter.source_state
-        else:
-            s = self.adapter.stream(stream)
-            s.observe(x, stamp)
-            state = s.state
-        if state is not self._loaded:
-            for t, new in zip(self.net.net.state_dict().values(), state):
-                t.copy_(new)
-            self._loaded = state
+            return x, self.adapter.identity
+        s = self.adapter.stream(stream)
+        s.observe(x, stamp)
+        return x, s.adjustments
 
     def colorize(self, labels: np.ndarray, order: str = 'rgb') -> np.ndarray:
         """(H, W) uint8 ids -> (H, W, 3) uint8 palette colours in ``order`` (255 -> black)."""

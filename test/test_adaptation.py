@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from enet_ros.checkpoint import load_checkpoint
-from enet_ros.segmenter import resolve_backend, Segmenter, SegmenterError
+from enet_ros.segmenter import Segmenter
 
 H, W = 64, 96  # conftest.make_weights' input size
 
@@ -117,8 +117,15 @@ def test_a_stream_starts_again_when_time_goes_back_or_jumps(weights, then):
                                                              then).labels)
 
 
-def test_adaptation_needs_the_eager_backend(weights):
-    with pytest.raises(SegmenterError, match='adapt_statistics needs backend eager'):
-        Segmenter(weights, 'cpu', 'fp32', 'compile', adapt=True)
-    assert resolve_backend('auto', torch.device('cpu'), adapt=True) == 'eager'
-    assert resolve_backend('auto', torch.device('cpu')) == 'compile'
+def test_compiled_network_adapts_as_the_eager_one(weights, tmp_path, monkeypatch):
+    """The compiled package takes the adjustments as an input: its masks follow the
+    eager network's through a drive, the adjustments changing as it goes."""
+    monkeypatch.setenv('ENET_ROS_CACHE', str(tmp_path))
+    eager = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=True)
+    compiled = Segmenter(weights, 'cpu', 'fp32', 'compile', adapt=True)
+    frames = drive(4, 6, 60)
+    got, want = ([seg.segment_with_confidence(f, 'rgb', False, 'cam', 7.0 + i).labels
+                  for i, f in enumerate(frames)] for seg in (compiled, eager))
+    assert compiled.adapter.stream('cam').observed == 4
+    assert agree(got, want) > 0.999
+    assert agree(want, by_definition(weights, frames, [7.0 + i for i in range(4)])) > 0.999

@@ -296,7 +296,7 @@ def test_adapted_statistics_follow_each_frames_camera_time(weights, ros):
               for _ in range(6)]
     stamps = [Time(sec=100 + i // 2, nanosec=500_000_000 * (i % 2)) for i in range(6)]
     with serving({'model_path': str(weights), 'device': 'cpu', 'precision': 'fp32',
-                  'adapt_statistics': True}, '/adapt') as (proc, c):
+                  'backend': 'eager', 'adapt_statistics': True}, '/adapt') as (proc, c):
         for i, (f, t) in enumerate(zip(frames, stamps)):
             c.publish(f, stamp=t)
             assert c.wait('mask', i + 1, 15), proc.log()
@@ -304,7 +304,6 @@ def test_adapted_statistics_follow_each_frames_camera_time(weights, ros):
                                    name=status_name('/adapt'))
         got = [np.frombuffer(bytes(m.data), np.uint8).reshape(48, 64)
                for m in c.received['mask'].messages]
-    assert values['backend'] == 'eager'  # auto picks eager: the package cannot adapt
     assert values['statistics'].startswith('adapting to this camera: 3 frames observed')
     seg = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=True)
     want = [seg.segment_with_confidence(f, 'rgb', False, 'image',
@@ -357,7 +356,6 @@ def test_compressed_input(weights, ros):
     ({'corrupt': True}, 'truncated or corrupt'),
     ({'nan': True}, 'non-finite weights (NaN or inf)'),
     ({'training': True}, 'is a training checkpoint'),
-    ({'adapt_statistics': True, 'backend': 'compile'}, 'adapt_statistics needs backend eager'),
 ])
 def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
     import torch

@@ -40,5 +40,4 @@ def add_adapt_arg(p: argparse.ArgumentParser) -> None:
     """--adapt: the node's adapt_statistics for a tool that segments a drive offline."""
     p.add_argument('--adapt', action='store_true',
                    help="batch-norm statistics that follow each camera's drive (the node's "
-                        'adapt_statistics; needs backend eager), frames fed in order at '
-                        'their camera time')
+                        'adapt_statistics), frames fed in order at their camera time')
