@@ -35,6 +35,12 @@ MIX = 0.5  # weight of the stream's statistics against the training statistics
 GAP = 60.0  # seconds without frames after which a stream starts again
 
 
+def camera_time(stamp_ns: int) -> float | None:
+    """A header stamp (nanoseconds) in seconds; None for an unset (zero) stamp, whose
+    frame is normalised with the training statistics."""
+    return stamp_ns / 1e9 if stamp_ns else None
+
+
 def batch_norms(model: ENet) -> dict[str, torch.nn.BatchNorm2d]:
     return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
 
@@ -59,8 +65,8 @@ class Stream:
             self.reset()
         if self.last is not None and stamp - self.last < OBSERVE_EVERY:
             return
-        weight = 1.0 - math.exp(-max(OBSERVE_EVERY, stamp - (self.last or stamp))
-                                / TIME_CONSTANT)
+        since = OBSERVE_EVERY if self.last is None else stamp - self.last
+        weight = 1.0 - math.exp(-since / TIME_CONSTANT)
         for name, (m, v) in self.adapter.frame_statistics(image).items():
             mean, var = self.stats[name]
             mean.lerp_(m, weight)

@@ -39,6 +39,7 @@ from std_msgs.msg import String
 import torch
 
 from enet_ros import camera_stats
+from enet_ros.adaptation import camera_time
 from enet_ros.camera_stats import CameraStats
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
@@ -96,13 +97,6 @@ MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
 # Set while a signal has nothing to stop but the process: until ``main`` has built the
 # node, and while a managed node's configure loads or compiles (``stop_on_signals``).
 LOADING = threading.Event()
-
-
-def camera_time(stamp) -> float | None:
-    """A header stamp in seconds; None for an unset (zero) stamp."""
-    if stamp.sec == 0 and stamp.nanosec == 0:
-        return None
-    return stamp.sec + stamp.nanosec * 1e-9
 
 
 class Frame(NamedTuple):
@@ -377,8 +371,10 @@ class Segmentation:
             cam, frame = item
             want_confidence = cam.pub_confidence.get_subscription_count() > 0
             try:
+                stamp = frame.msg.header.stamp
                 result = self.segmenter.infer(frame.prepared, want_confidence, cam.name,
-                                              camera_time(frame.msg.header.stamp))
+                                              camera_time(stamp.sec * 1_000_000_000
+                                                          + stamp.nanosec))
             except Exception as exc:  # inference failure: report, keep serving
                 self._failed(cam, 'inference failed', exc)
                 continue

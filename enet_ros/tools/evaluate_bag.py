@@ -32,6 +32,7 @@ from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array
 from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
+from enet_ros.adaptation import camera_time
 from enet_ros.tools.cli import add_adapt_arg, add_model_args
 
 IGNORE = 255
@@ -226,8 +227,7 @@ def evaluate_bag(args) -> int:
                 key = str(exc).split(';')[0]
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
-            ids, _, _, t = evaluation.add(image, order, topic,
-                                          frame.stamp / 1e9 if frame.stamp else None)
+            ids, _, _, t = evaluation.add(image, order, topic, camera_time(frame.stamp))
             for stage in STAGES[:3]:
                 timings[stage].append(getattr(t, stage))
             timings['total'].append(t.total)
