@@ -1,12 +1,12 @@
-"""Batch-norm statistics that follow the drive a camera sees (test-time adaptation).
+"""Batch-norm means that follow the drive a camera sees (test-time adaptation).
 
 Each batch-norm layer normalises with the mean and variance its channel had over the
 training frames. A drive the network never saw, and dusk most of all, shifts those
 statistics; normalising with a mix of the training statistics and the new drive's
 recovers much of what the shift costs (AdaBN, Li et al. 2016; Schneider et al. 2020 mix
 the two the same way). Here each stream (camera) keeps an exponential average of its own
-frames' statistics and the network normalises with the half-and-half mix of that average
-and the training statistics:
+frames' channel means, and every batch norm subtracts the half-and-half mix of that
+average and the training mean; variances stay as trained:
 
 - one frame per second of camera time (header stamps, so a bag gives the same masks at
   any replay speed) is observed: one forward pass of the unfused fp32 network, each
@@ -16,8 +16,9 @@ and the training statistics:
   training statistics, as does ``reset``.
 
 The fused network is not folded again: it takes, per folded batch norm, the per-channel
-scale and shift that turn its output into the adapted one (``enet_ros.model.Adjust``), as
-an input, so the compiled package adapts too. Measured on held-out CamVid drives by
+shift that turns its output into the adapted one (``enet_ros.model.Adjust``), as an input,
+so the compiled package adapts too. Adapting the variances as well (a per-channel scale
+too) was no more accurate on the held-out drives. Measured on held-out CamVid drives by
 ``python -m training.evaluate --adapt`` (README): the gain is largest at dusk.
 """
 
@@ -46,15 +47,15 @@ def batch_norms(model: ENet) -> dict[str, torch.nn.BatchNorm2d]:
 
 
 class Stream:
-    """One camera's averaged statistics and the adjustments (``enet_ros.model.Adjust``)
-    that make the fused network normalise with their mix with the training statistics."""
+    """One camera's averaged channel means and the shifts (``enet_ros.model.Adjust``) that
+    make the fused network subtract their mix with the training means."""
 
     def __init__(self, adapter: 'Adapter'):
         self.adapter = adapter
         self.reset()
 
     def reset(self) -> None:
-        self.stats = {n: (m.clone(), v.clone()) for n, (m, v) in self.adapter.source.items()}
+        self.means = {n: m.clone() for n, m in self.adapter.source.items()}
         self.last: float | None = None
         self.observed = 0
         self.adjustments = self.adapter.identity
@@ -67,18 +68,16 @@ class Stream:
             return
         since = OBSERVE_EVERY if self.last is None else stamp - self.last
         weight = 1.0 - math.exp(-since / TIME_CONSTANT)
-        for name, (m, v) in self.adapter.frame_statistics(image).items():
-            mean, var = self.stats[name]
-            mean.lerp_(m, weight)
-            var.lerp_(v, weight)
+        for name, m in self.adapter.frame_means(image).items():
+            self.means[name].lerp_(m, weight)
         self.last = stamp
         self.observed += 1
-        self.adjustments = self.adapter.adjustments(self.stats)
+        self.adjustments = self.adapter.adjustments(self.means)
 
 
 class Adapter:
-    """Per-stream statistics for ``model`` (unfused, fp32), as the adjustments a network
-    fused with ``layout`` (``enet_ros.model.Adjustments``) takes, in ``dtype``."""
+    """Per-stream means for ``model`` (unfused, fp32), as the shifts a network fused with
+    ``layout`` (``enet_ros.model.Adjustments``) takes, in ``dtype``."""
 
     def __init__(self, model: ENet, normalise, layout: list[tuple[str, int, int]],
                  device: torch.device, dtype: torch.dtype):
@@ -88,8 +87,8 @@ class Adapter:
         self.normalise = normalise  # (1, H, W, 3) uint8 -> (1, 3, H, W) normalised fp32
         self.layout, self.dtype = layout, dtype
         self.norms = batch_norms(self.model)
-        self.source = {n: (m.running_mean.clone(), m.running_var.clone())
-                       for n, m in self.norms.items()}
+        self.source = {n: m.running_mean.clone() for n, m in self.norms.items()}
+        self.variances = {n: m.running_var.clone() for n, m in self.norms.items()}
         self.identity = self.adjustments(self.source)
         self.streams: dict[str, Stream] = {}
 
@@ -103,39 +102,34 @@ class Adapter:
             stream.reset()
 
     @torch.no_grad()
-    def frame_statistics(self, image: torch.Tensor) -> dict[str, tuple[torch.Tensor, ...]]:
-        """Each batch-norm layer's mean and variance over one frame, every layer
-        normalising with the frame's own statistics (dropout stays off)."""
+    def frame_means(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each batch-norm layer's channel means over one frame, every layer normalising
+        with the frame's own statistics (dropout stays off)."""
         for m in self.norms.values():
             m.reset_running_stats()
             m.momentum = None  # running stats = this pass's statistics
             m.train()
         try:
             self.model(self.normalise(image).float())
-            return {n: (m.running_mean.clone(), m.running_var.clone())
-                    for n, m in self.norms.items()}
+            return {n: m.running_mean.clone() for n, m in self.norms.items()}
         finally:
             for n, m in self.norms.items():
                 m.eval()
                 m.momentum = 0.1
-                m.running_mean.copy_(self.source[n][0])
-                m.running_var.copy_(self.source[n][1])
+                m.running_mean.copy_(self.source[n])
+                m.running_var.copy_(self.variances[n])
 
     @torch.no_grad()
-    def adjustments(self, stats) -> torch.Tensor:
-        """(2, channels) scales and shifts turning each folded batch norm (training
-        statistics mean0, var0) into one normalising with ``MIX`` of ``stats`` against
-        them (mean1, var1): with s = weight / sqrt(var + eps), y1 = r y0 + d where
-        r = s1 / s0 and d = bias (1 - r) + s1 (mean0 - mean1)."""
-        out = torch.empty(2, sum(c for _, _, c in self.layout),
-                          device=next(iter(self.source.values()))[0].device)
+    def adjustments(self, means: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(channels,) shifts turning each folded batch norm (training mean mean0) into one
+        that subtracts ``MIX`` of ``means`` against it (mean1): weight (mean0 - mean1) /
+        sqrt(var + eps)."""
+        out = torch.empty(sum(c for _, _, c in self.layout),
+                          device=next(iter(self.source.values())).device)
         for name, offset, channels in self.layout:
             bn = self.norms[name]
-            mean0, var0 = self.source[name]
-            mean1 = torch.lerp(mean0, stats[name][0], MIX)
-            var1 = torch.lerp(var0, stats[name][1], MIX)
-            r = torch.sqrt(var0 + bn.eps) / torch.sqrt(var1 + bn.eps)
-            s1 = bn.weight / torch.sqrt(var1 + bn.eps)
-            out[0, offset:offset + channels] = r
-            out[1, offset:offset + channels] = bn.bias * (1 - r) + s1 * (mean0 - mean1)
-        return out.to(self.dtype)
+            mean0 = self.source[name]
+            mean1 = torch.lerp(mean0, means[name], MIX)
+            out[offset:offset + channels] = (bn.weight * (mean0 - mean1)
+                                             / torch.sqrt(self.variances[name] + bn.eps))
+        return out

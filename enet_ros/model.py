@@ -256,9 +256,9 @@ def _fold_bn(conv: nn.Conv2d | nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Mod
 
 
 class Adjustments:
-    """What a network fused with adjustments reads per call: ``value``, a (2, channels)
-    tensor of per-channel scales and shifts, one block per folded batch norm, placed as
-    ``layout`` says: (batch-norm name in the unfused model, offset, channels)."""
+    """What a network fused with adjustments reads per call: ``value``, a (channels,)
+    tensor of per-channel shifts, one block per folded batch norm, placed as ``layout``
+    says: (batch-norm name in the unfused model, offset, channels)."""
 
     def __init__(self):
         self.value: torch.Tensor | None = None
@@ -266,8 +266,8 @@ class Adjustments:
 
 
 class Adjust(nn.Module):
-    """``y * r + d`` per channel after a folded batch norm, (r, d) read from the network's
-    ``Adjustments``: batch norm with other statistics than the folded ones, without folding
+    """``y + d`` per channel after a folded batch norm, ``d`` read from the network's
+    ``Adjustments``: batch norm with other means than the folded ones, without folding
     again (``enet_ros.adaptation``), so a compiled network takes them as an input."""
 
     def __init__(self, adjustments: Adjustments, bn: str, channels: int):
@@ -275,8 +275,10 @@ class Adjust(nn.Module):
         self.adjustments, self.bn, self.channels, self.offset = adjustments, bn, channels, 0
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
-        a = self.adjustments.value[:, self.offset:self.offset + self.channels]
-        return y * a[0].view(1, -1, 1, 1) + a[1].view(1, -1, 1, 1)
+        # added in fp32 and rounded once, as a compiled network fuses it, so that eager and
+        # compiled bf16 agree
+        shift = self.adjustments.value[self.offset:self.offset + self.channels]
+        return (y.float() + shift.view(1, -1, 1, 1)).to(y.dtype)
 
 
 def _fuse_sequential(seq: nn.Sequential, fold=_fold_bn) -> nn.Sequential:

@@ -50,10 +50,10 @@ PARAMETERS = (
           'it agrees with fp32 on >= 99% of pixels, else fp32.', True, PRECISIONS),
     Param('backend', 'auto', 'auto = compile on CPU (AOTInductor package, built once and '
           'cached on disk), eager on CUDA.', True, BACKENDS),
-    Param('adapt_statistics', False, "Batch-norm statistics that follow each camera's "
-          'drive: half the training statistics, half an average of its frames (one frame '
-          'per second of header-stamp time, 10 s memory); measured on held-out drives in '
-          'the README.', True),
+    Param('adapt_statistics', False, "Batch-norm means that follow each camera's drive: "
+          "half the training means, half an average of its frames' (one frame per second "
+          'of header-stamp time, 10 s memory); measured on held-out drives in the README.',
+          True),
     Param('input_width', 0, 'Network input width (multiple of 8); 0 = the checkpoint '
           'training size.', True, int_range=(0, 8192)),
     Param('input_height', 0, 'Network input height (multiple of 8); 0 = the checkpoint '

@@ -14,9 +14,8 @@ Backends:
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
 CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
 
-``adapt``: batch-norm statistics that follow each camera's drive (``enet_ros.adaptation``);
-the fused network then takes the per-channel adjustments as a second input, on either
-backend.
+``adapt``: batch-norm means that follow each camera's drive (``enet_ros.adaptation``);
+the fused network then takes the per-channel shifts as a second input, on either backend.
 
 Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 (not
 emulated: ``native_bf16``) and the
@@ -209,8 +208,8 @@ class FrameNetwork(torch.nn.Module):
 
 
 class AdaptedFrameNetwork(FrameNetwork):
-    """``FrameNetwork`` of a network fused with ``adjustments``: (frame, (2, C) per-channel
-    adjustments) -> as ``FrameNetwork`` (``enet_ros.model.Adjust``)."""
+    """``FrameNetwork`` of a network fused with ``adjustments``: (frame, (C,) per-channel
+    shifts) -> as ``FrameNetwork`` (``enet_ros.model.Adjust``)."""
 
     def __init__(self, net: torch.nn.Module, mean, std, adjustments: Adjustments):
         super().__init__(net, mean, std)

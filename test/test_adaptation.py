@@ -1,4 +1,4 @@
-"""Batch-norm statistics that follow each camera's drive (``enet_ros.adaptation``, the
+"""Batch-norm means that follow each camera's drive (``enet_ros.adaptation``, the
 node's ``adapt_statistics``), checked against their definition computed apart on the
 unfused network."""
 
@@ -29,13 +29,13 @@ def norms(model):
 
 @torch.no_grad()
 def by_definition(weights, frames, stamps) -> list[np.ndarray]:
-    """Class ids of the unfused network normalising with half the training statistics and
-    half an average of the frames' own: one frame per second of stamp time observed, the
-    average forgetting with a 10 s time constant."""
+    """Class ids of the unfused network whose batch norms subtract half the training mean
+    and half an average of the frames' own means (variances as trained): one frame per
+    second of stamp time observed, the average forgetting with a 10 s time constant."""
     model, meta = load_checkpoint(weights)
     model.eval()
-    source = [(m.running_mean.clone(), m.running_var.clone()) for m in norms(model)]
-    average = [(m.clone(), v.clone()) for m, v in source]
+    source = [m.running_mean.clone() for m in norms(model)]
+    average = [m.clone() for m in source]
     mean = torch.tensor(meta.mean).view(1, 3, 1, 1)
     std = torch.tensor(meta.std).view(1, 3, 1, 1)
     out, last = [], None
@@ -49,14 +49,12 @@ def by_definition(weights, frames, stamps) -> list[np.ndarray]:
                 m.momentum = None
                 m.train()
             frame(x)
-            for (a, b), m in zip(average, norms(frame)):
+            for a, m in zip(average, norms(frame)):
                 a.lerp_(m.running_mean, weight)
-                b.lerp_(m.running_var, weight)
             last = t
         net = copy.deepcopy(model)
-        for m, (sm, sv), (am, av) in zip(norms(net), source, average):
+        for m, sm, am in zip(norms(net), source, average):
             m.running_mean.copy_((sm + am) / 2)
-            m.running_var.copy_((sv + av) / 2)
         out.append(net(x).argmax(1)[0].numpy())
     return out
 

@@ -276,7 +276,7 @@ def table(args: argparse.Namespace) -> str:
         "stage' and its minutes are the second stage's. A drive whose run is still "
         "training reads 'N of M, in progress' and has no figure until it ends. "
         "The 'statistics adapting' column measures the same run with the node's "
-        '`adapt_statistics` (batch-norm statistics that follow the drive, '
+        '`adapt_statistics` (batch-norm means that follow the drive, '
         '`enet_ros/adaptation.py`): frames fed in order at their camera time, '
         '`python -m training.evaluate --adapt`. '
         f'{seed_noise(gaps)} '

@@ -39,5 +39,5 @@ def add_model_args(p: argparse.ArgumentParser, precision: str = 'auto',
 def add_adapt_arg(p: argparse.ArgumentParser) -> None:
     """--adapt: the node's adapt_statistics for a tool that segments a drive offline."""
     p.add_argument('--adapt', action='store_true',
-                   help="batch-norm statistics that follow each camera's drive (the node's "
+                   help="batch-norm means that follow each camera's drive (the node's "
                         'adapt_statistics), frames fed in order at their camera time')
