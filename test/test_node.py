@@ -295,8 +295,11 @@ def test_adapted_statistics_follow_each_frames_camera_time(weights, ros):
     frames = [np.clip(rng.normal(60, 50, (48, 64, 3)), 0, 255).astype(np.uint8)
               for _ in range(6)]
     stamps = [Time(sec=100 + i // 2, nanosec=500_000_000 * (i % 2)) for i in range(6)]
+    # reliable input: every frame must reach the node, the first one right after discovery
+    # too (best effort lost it once in fresh-clone CI), since each one moves the statistics
     with serving({'model_path': str(weights), 'device': 'cpu', 'precision': 'fp32',
-                  'backend': 'eager', 'adapt_statistics': True}, '/adapt') as (proc, c):
+                  'backend': 'eager', 'adapt_statistics': True,
+                  'input_reliability': 'reliable'}, '/adapt', reliable_input=True) as (proc, c):
         for i, (f, t) in enumerate(zip(frames, stamps)):
             c.publish(f, stamp=t)
             assert c.wait('mask', i + 1, 15), proc.log()
