@@ -76,16 +76,14 @@ class Stream:
 
 
 class Adapter:
-    """Per-stream means for ``model`` (unfused, fp32), as the shifts a network fused with
-    ``layout`` (``enet_ros.model.Adjustments``) takes, in ``dtype``."""
+    """Per-stream means for ``model`` (unfused, fp32, on the device; the adapter takes it
+    over: its batch norms measure each observed frame), as the fp32 shifts a network fused
+    with ``layout`` (``enet_ros.model.Adjustments``) takes."""
 
-    def __init__(self, model: ENet, normalise, layout: list[tuple[str, int, int]],
-                 device: torch.device, dtype: torch.dtype):
-        self.model = ENet(model.fullconv.out_channels).to(device)
-        self.model.load_state_dict(model.state_dict())
-        self.model.eval().requires_grad_(False)
+    def __init__(self, model: ENet, normalise, layout: list[tuple[str, int, int]]):
+        self.model = model.eval().requires_grad_(False)
         self.normalise = normalise  # (1, H, W, 3) uint8 -> (1, 3, H, W) normalised fp32
-        self.layout, self.dtype = layout, dtype
+        self.layout = layout
         self.norms = batch_norms(self.model)
         self.source = {n: m.running_mean.clone() for n, m in self.norms.items()}
         self.variances = {n: m.running_var.clone() for n, m in self.norms.items()}
@@ -125,7 +123,7 @@ class Adapter:
         that subtracts ``MIX`` of ``means`` against it (mean1): weight (mean0 - mean1) /
         sqrt(var + eps)."""
         out = torch.empty(sum(c for _, _, c in self.layout),
-                          device=next(iter(self.source.values())).device)
+                          device=self.model.fullconv.weight.device)
         for name, offset, channels in self.layout:
             bn = self.norms[name]
             mean0 = self.source[name]

@@ -40,6 +40,7 @@ import torch
 
 from enet_ros import camera_stats
 from enet_ros.adaptation import camera_time
+from enet_ros.bag_io import stamp_ns
 from enet_ros.camera_stats import CameraStats
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
@@ -371,10 +372,8 @@ class Segmentation:
             cam, frame = item
             want_confidence = cam.pub_confidence.get_subscription_count() > 0
             try:
-                stamp = frame.msg.header.stamp
                 result = self.segmenter.infer(frame.prepared, want_confidence, cam.name,
-                                              camera_time(stamp.sec * 1_000_000_000
-                                                          + stamp.nanosec))
+                                              camera_time(stamp_ns(frame.msg.header)))
             except Exception as exc:  # inference failure: report, keep serving
                 self._failed(cam, 'inference failed', exc)
                 continue
@@ -448,7 +447,7 @@ class Segmentation:
             pub = cam.pub_color if name == 'color_mask' else cam.pub_overlay
             pub.publish(self._image(msg.header, array, encoding))
         publish = time.perf_counter() - t1
-        age = self._message_age(msg.header.stamp)
+        age = self._message_age(msg.header)
         times = {'convert': frame.convert, 'preprocess': timings.preprocess,
                  'inference': timings.inference, 'postprocess': timings.postprocess,
                  'publish': publish, 'processing': time.monotonic() - frame.received,
@@ -456,12 +455,12 @@ class Segmentation:
         with self.lock:
             cam.stats.frame_processed(times, labels, result.mean_confidence)
 
-    def _message_age(self, stamp) -> float:
+    def _message_age(self, header) -> float:
         """Seconds from the header stamp to now on the node's ROS clock (simulated time
         under use_sim_time), NaN where that means nothing: no clock yet, a stamp from
         the future, or one more than an hour old (a bag replaying its recorded stamps)."""
         now = self.get_clock().now().nanoseconds
-        age = (now - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e9
+        age = (now - stamp_ns(header)) / 1e9
         return age if now > 0 and 0 <= age <= 3600 else float('nan')
 
     def publish_class_info(self) -> None:

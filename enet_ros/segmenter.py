@@ -249,10 +249,9 @@ class Segmenter:
                     AdaptedFrameNetwork(fused, self.meta.mean, self.meta.std, adjustments)
                     ).to(self.device)
         self.adapter = None
-        if adapt:
+        if adapt:  # the unfused network (not used again here) measures observed frames
             reference = FrameNetwork(model, self.meta.mean, self.meta.std).to(self.device)
-            self.adapter = Adapter(reference.net, reference.normalise, adjustments.layout,
-                                   self.device, self.dtype)
+            self.adapter = Adapter(reference.net, reference.normalise, adjustments.layout)
         if self.backend == 'compile':
             h, w = self.input_size
             example = self._inputs(torch.zeros(1, h, w, 3, device=self.device,

@@ -516,7 +516,7 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     frames = datasets.build('camvid', tiny_camvid, ['train', 'val'])
     frames = datasets.select(frames, datasets.split_by_sequence(frames, ablation.FOLDS[1])[1])
     seg = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=True)
-    assert evaluate.adapted_metrics(seg, frames, False)['mean_iou'] == pytest.approx(
+    assert evaluate.frames_metrics(seg, frames, False)['mean_iou'] == pytest.approx(
         adapted['J-softer-weights'][1])
     j, a = figures['J-softer-weights'], adapted['J-softer-weights']
     assert (f'With `adapt_statistics`, J-softer-weights scores {a[0]:.1f} '

@@ -70,9 +70,12 @@ def evaluate_segmenter(segmenter: Segmenter, images, targets, progress: bool = T
     return evaluation.metrics()
 
 
-def adapted_metrics(segmenter: Segmenter, frames, progress: bool = True) -> dict:
-    """``evaluate_segmenter`` over a dataset's frames, each drive a camera stream whose
-    frames are stamped with their camera time (``camera_times``)."""
+def frames_metrics(segmenter: Segmenter, frames, progress: bool = True) -> dict:
+    """``evaluate_segmenter`` over a dataset's frames; for a segmenter that adapts
+    (``adapt``), each drive is a camera stream whose frames are stamped with their camera
+    time (``camera_times``)."""
+    if segmenter.adapter is None:
+        return evaluate_segmenter(segmenter, frames.images, frames.targets, progress)
     return evaluate_segmenter(segmenter, frames.images, frames.targets, progress,
                               frames.sequences, camera_times(frames.paths))
 
@@ -110,7 +113,7 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
 
 def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) -> dict:
     """fp32 metrics of a held-out training run on its held-out drive, from ``root``'s frames;
-    with ``adapt``, the statistics adapting to the drive (``adapted_metrics``).
+    with ``adapt``, the statistics adapting to the drive (``frames_metrics``).
 
     Cached as ``heldout_png_fp32.json`` (``heldout_png_fp32_adapt.json``) in the run folder,
     for the checkpoint it measured.
@@ -128,8 +131,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
     with tempfile.TemporaryDirectory() as tmp:
         weights = checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
         segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=adapt)
-        metrics = (adapted_metrics(segmenter, frames, False) if adapt else
-                   evaluate_segmenter(segmenter, frames.images, frames.targets, progress=False))
+        metrics = frames_metrics(segmenter, frames, progress=False)
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),
                     'epochs': ckpt['epoch'] + 1, 'checkpoint_saved': ckpt['saved']})
     cache.write_text(json.dumps(metrics, indent=1))
@@ -142,8 +144,7 @@ def main(args: argparse.Namespace) -> dict:
     data = datasets.build(args.dataset, args.root, args.splits, limit=args.limit)
     if args.sequence:
         data = datasets.select(data, datasets.split_by_sequence(data, args.sequence)[1])
-    metrics = (adapted_metrics(segmenter, data) if args.adapt
-               else evaluate_segmenter(segmenter, data.images, data.targets))
+    metrics = frames_metrics(segmenter, data)
     if args.dataset == 'cityscapes':
         metrics.update(cityscapes_instance_metrics(segmenter, data))
     metrics.update({'dataset': args.dataset, 'splits': args.splits,
