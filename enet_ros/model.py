@@ -266,19 +266,29 @@ class Adjustments:
 
 
 class Adjust(nn.Module):
-    """``y + d`` per channel after a folded batch norm, ``d`` read from the network's
-    ``Adjustments``: batch norm with other means than the folded ones, without folding
-    again (``enet_ros.adaptation``), so a compiled network takes them as an input."""
+    """A folded convolution (or the initial block's pool batch norm) whose bias is shifted
+    per channel by ``d``, read from the network's ``Adjustments``: batch norm with other
+    means than the folded ones, without folding again (``enet_ros.adaptation``), so a
+    compiled network takes them as an input."""
 
-    def __init__(self, adjustments: Adjustments, bn: str, channels: int):
+    def __init__(self, layer: nn.Module, adjustments: Adjustments, bn: str, channels: int):
         super().__init__()
-        self.adjustments, self.bn, self.channels, self.offset = adjustments, bn, channels, 0
+        self.layer, self.adjustments = layer, adjustments
+        self.bn, self.channels, self.offset = bn, channels, 0
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        # added in fp32 and rounded once, as a compiled network fuses it, so that eager and
-        # compiled bf16 agree
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
         shift = self.adjustments.value[self.offset:self.offset + self.channels]
-        return (y.float() + shift.view(1, -1, 1, 1)).to(y.dtype)
+        # the shifted bias is summed in fp32; the convolution adds it to its fp32
+        # accumulator and rounds once, as the plain folded network does
+        bias = (layer.bias.float() + shift).to(layer.bias.dtype)
+        if isinstance(layer, nn.BatchNorm2d):
+            return F.batch_norm(x, layer.running_mean, layer.running_var, layer.weight, bias,
+                                False, 0.0, layer.eps)
+        if isinstance(layer, nn.ConvTranspose2d):
+            return F.conv_transpose2d(x, layer.weight, bias, layer.stride, layer.padding,
+                                      layer.output_padding, layer.groups, layer.dilation)
+        return layer._conv_forward(x, layer.weight, bias)
 
 
 def _fuse_sequential(seq: nn.Sequential, fold=_fold_bn) -> nn.Sequential:
@@ -310,7 +320,7 @@ def fuse_for_inference(model: ENet, switches: bool = False,
     def adjusted(layer: nn.Module, bn: nn.BatchNorm2d) -> nn.Module:
         if adjustments is None:
             return layer
-        return nn.Sequential(layer, Adjust(adjustments, names[id(bn)], bn.num_features))
+        return Adjust(layer, adjustments, names[id(bn)], bn.num_features)
 
     def fold(conv, bn) -> nn.Module:
         return adjusted(_fold_bn(conv, bn), bn)

@@ -540,6 +540,14 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
             f'measures ({noise:.1f} points)') in published['training_ablation']
     assert (f'Rows that do: {", ".join(better)}.' if better else 'No row does.'
             ) in published['training_ablation'], (means, noise)
+    # a cached figure stands for its checkpoint and the code that measured it, no other
+    cache = run_dir / 'heldout_png_fp32_adapt.json'
+    record = json.loads(cache.read_text())
+    cache.write_text(json.dumps({**record, 'mean_iou': -1.0}))
+    assert evaluate.heldout_metrics(run_dir, tiny_camvid, adapt=True)['mean_iou'] == -1.0
+    cache.write_text(json.dumps({**record, 'mean_iou': -1.0, 'code': 'another version'}))
+    assert evaluate.heldout_metrics(run_dir, tiny_camvid, adapt=True)['mean_iou'] == (
+        pytest.approx(record['mean_iou']))
 
 
 def test_train_camvid_script_trains_the_shipped_rung_on_its_first_stage():

@@ -13,6 +13,7 @@ the official cityscapesscripts define them. ``--adapt`` runs the node's
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 import re
@@ -21,6 +22,7 @@ import tempfile
 import numpy as np
 from tqdm import tqdm
 
+from enet_ros import adaptation, model
 from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
 from training import checkpoint, datasets
@@ -116,13 +118,18 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
     with ``adapt``, the statistics adapting to the drive (``frames_metrics``).
 
     Cached as ``heldout_png_fp32.json`` (``heldout_png_fp32_adapt.json``) in the run folder,
-    for the checkpoint it measured.
+    for the checkpoint it measured and the code that defines the figure beyond it: the
+    network (``enet_ros/model.py``) and, adapted, ``enet_ros/adaptation.py``.
     """
     cache = Path(run_dir) / f'heldout_png_fp32{"_adapt" if adapt else ""}.json'
     ckpt = checkpoint.load(run_dir)
+    code = hashlib.sha256()
+    for module in (model, adaptation) if adapt else (model,):
+        code.update(Path(module.__file__).read_bytes())
+    key = {'checkpoint_saved': ckpt['saved'], 'code': code.hexdigest()[:16]}
     if cache.exists():
         cached = json.loads(cache.read_text())
-        if cached.get('checkpoint_saved') == ckpt['saved']:
+        if all(cached.get(k) == v for k, v in key.items()):
             return cached
     data = ckpt['data']
     frames = datasets.build(data['dataset'], root, data['splits'])
@@ -133,7 +140,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
         segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=adapt)
         metrics = frames_metrics(segmenter, frames, progress=False)
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),
-                    'epochs': ckpt['epoch'] + 1, 'checkpoint_saved': ckpt['saved']})
+                    'epochs': ckpt['epoch'] + 1, **key})
     cache.write_text(json.dumps(metrics, indent=1))
     return metrics
 
