@@ -103,6 +103,7 @@ class Adapter:
     def frame_means(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each batch-norm layer's channel means over one frame, every layer normalising
         with the frame's own statistics (dropout stays off)."""
+        momenta = {n: m.momentum for n, m in self.norms.items()}
         for m in self.norms.values():
             m.reset_running_stats()
             m.momentum = None  # running stats = this pass's statistics
@@ -113,7 +114,7 @@ class Adapter:
         finally:
             for n, m in self.norms.items():
                 m.eval()
-                m.momentum = 0.1
+                m.momentum = momenta[n]
                 m.running_mean.copy_(self.source[n])
                 m.running_var.copy_(self.variances[n])
 

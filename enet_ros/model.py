@@ -313,7 +313,8 @@ def fuse_for_inference(model: ENet, switches: bool = False,
                        adjustments: Adjustments | None = None) -> ENet:
     """Return an eval-mode copy of ``model`` with batch norm folded and dropout removed;
     with ``switches`` it pools and unpools through ``max_pool_switches``; with
-    ``adjustments`` an ``Adjust`` follows every batch norm (its layout filled in)."""
+    ``adjustments`` every layer a batch norm was folded into, and the initial block's pool
+    batch norm, is wrapped in an ``Adjust`` (the layout filled in)."""
     fused = copy.deepcopy(model).eval()
     names = {id(m): n for n, m in fused.named_modules() if isinstance(m, nn.BatchNorm2d)}
 
