@@ -11,9 +11,26 @@ import array as pyarray
 import cv2
 import numpy as np
 
-# encoding -> (bytes per pixel, colour order of the first three channels)
+# encoding -> (bytes per pixel, colour order of the first three channels): the layouts
+# returned as a view of the message
 ENCODINGS = {'rgb8': (3, 'rgb'), 'bgr8': (3, 'bgr'), 'rgba8': (4, 'rgb'),
              'bgra8': (4, 'bgr'), 'mono8': (1, 'rgb')}
+# what USB (usb_cam, v4l2_camera) and machine-vision (GigE, USB3) drivers publish unconverted:
+# encoding -> (channels, bytes per sample, OpenCV conversion to RGB or None), as
+# sensor_msgs/image_encodings names them. 'yuv422' is UYVY and 'yuv422_yuy2' is YUYV (the
+# names before Kilted's 'uyvy' and 'yuyv'). OpenCV names a Bayer pattern after the 2x2
+# block starting at the second row and column, so RGGB demosaics with its BayerBG code.
+CONVERTED = {
+    'yuv422': (2, 1, cv2.COLOR_YUV2RGB_UYVY), 'uyvy': (2, 1, cv2.COLOR_YUV2RGB_UYVY),
+    'yuv422_yuy2': (2, 1, cv2.COLOR_YUV2RGB_YUY2), 'yuyv': (2, 1, cv2.COLOR_YUV2RGB_YUY2),
+    **{f'bayer_{p}{bits}': (1, bits // 8, code)
+       for p, code in (('rggb', cv2.COLOR_BayerBG2RGB), ('bggr', cv2.COLOR_BayerRG2RGB),
+                       ('gbrg', cv2.COLOR_BayerGR2RGB), ('grbg', cv2.COLOR_BayerGB2RGB))
+       for bits in (8, 16)},
+    'mono16': (1, 2, cv2.COLOR_GRAY2RGB), 'rgb16': (3, 2, None), 'bgr16': (3, 2, None),
+    'rgba16': (4, 2, None), 'bgra16': (4, 2, None),
+}
+ACCEPTED = ', '.join([*ENCODINGS, *CONVERTED])
 COMPRESSED_FORMATS = ('jpeg', 'png')
 IMAGE_FILE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')  # what the tools read from folders
 
@@ -22,23 +39,38 @@ class ImageError(ValueError):
     """A frame that cannot be used; the message says what arrived and what is accepted."""
 
 
-def image_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
-    """Return an (H, W, 3) uint8 view (zero-copy for rgb8/bgr8/rgba8/bgra8) and its order.
+def image_to_array(msg, max_pixels: int | None = None,
+                   bits: int = 16) -> tuple[np.ndarray, str]:
+    """Return an (H, W, 3) uint8 image and its channel order ('rgb' or 'bgr').
 
-    Row padding (``step`` > width x bytes per pixel) is honoured; mono8 is expanded to
-    three channels (a copy). Raises ImageError for anything unusable.
+    rgb8, bgr8, rgba8 and bgra8 come back as a view of the message (no copy); every other
+    accepted encoding is converted once, to RGB: mono8 expanded, YUV 4:2:2 and Bayer by
+    OpenCV's conversions. 16-bit samples (``is_bigendian`` honoured) are scaled to 8 bits
+    from a range of ``bits`` bits (16: the full 0-65535; 12: a camera writing 0-4095), values
+    above it saturating. Row padding (``step`` > width x bytes per pixel) is honoured.
+    Raises ImageError for anything unusable.
     """
     enc = msg.encoding
-    if enc not in ENCODINGS:
-        raise ImageError(f'unsupported encoding {enc!r}; accepted: {", ".join(ENCODINGS)} '
-                         f'(or set input_compressed for jpeg/png)')
+    if enc in ENCODINGS:
+        bpp, order = ENCODINGS[enc]
+        channels, sample, code = bpp, 1, None
+    elif enc in CONVERTED:
+        channels, sample, code = CONVERTED[enc]
+        bpp, order = channels * sample, 'bgr' if enc.startswith('bgr') else 'rgb'
+    else:
+        raise ImageError(f'unsupported encoding {enc!r}; accepted: {ACCEPTED} '
+                         f'(or image_transport compressed for jpeg/png)')
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise ImageError(f'image has zero size ({w}x{h})')
     if max_pixels and h * w > max_pixels:
         raise ImageError(f'image {w}x{h} has {h * w} pixels, more than max_image_pixels '
                          f'{max_pixels}; raise the parameter if this camera is expected')
-    bpp, order = ENCODINGS[enc]
+    if enc in CONVERTED and channels == 2 and w % 2:
+        raise ImageError(f'{enc} image {w}x{h} has an odd width; YUV 4:2:2 pairs pixels, so '
+                         f'its width must be even')
+    if enc.startswith('bayer_') and (w < 2 or h < 2):
+        raise ImageError(f'{enc} image {w}x{h} is smaller than one 2x2 Bayer block')
     if step < w * bpp:
         raise ImageError(f'{enc} image {w}x{h} has step {step}, less than width x {bpp} '
                          f'= {w * bpp}')
@@ -47,16 +79,25 @@ def image_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]
         raise ImageError(f'{enc} image {w}x{h} with step {step} needs {step * h} bytes of '
                          f'data, got {buf.size}')
     rows = buf[:step * h].reshape(h, step)[:, :w * bpp]
-    if bpp == 1:
-        return cv2.cvtColor(np.ascontiguousarray(rows), cv2.COLOR_GRAY2RGB), order
-    return rows.reshape(h, w, bpp)[:, :, :3], order
+    if sample == 2:
+        big = bool(getattr(msg, 'is_bigendian', 0))
+        rows = np.ascontiguousarray(rows).view('>u2' if big else '<u2')
+        rows = np.minimum(rows >> (bits - 8), 255).astype(np.uint8)
+    pixels = rows.reshape(h, w, channels) if channels > 1 else rows
+    if code is not None:
+        return cv2.cvtColor(np.ascontiguousarray(pixels), code), order
+    if channels == 1:  # mono8
+        return cv2.cvtColor(np.ascontiguousarray(pixels), cv2.COLOR_GRAY2RGB), order
+    return pixels[:, :, :3], order
 
 
-def message_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
-    """An Image or CompressedImage (rclpy's or a bag's) -> (H, W, 3) uint8 and its order."""
+def message_to_array(msg, max_pixels: int | None = None,
+                     bits: int = 16) -> tuple[np.ndarray, str]:
+    """An Image or CompressedImage (rclpy's or a bag's) -> (H, W, 3) uint8 and its order;
+    ``bits``: the range of 16-bit samples (``image_to_array``)."""
     if hasattr(msg, 'format'):  # only CompressedImage has one
         return compressed_to_array(msg, max_pixels)
-    return image_to_array(msg, max_pixels)
+    return image_to_array(msg, max_pixels, bits)
 
 
 def compressed_to_array(msg, max_pixels: int | None = None) -> tuple[np.ndarray, str]:
@@ -143,3 +184,40 @@ def array_to_fields(array: np.ndarray, encoding: str, bag: bool = False) -> dict
         data.frombytes(memoryview(array).cast('B'))
     return {'height': h, 'width': w, 'encoding': encoding, 'is_bigendian': 0,
             'step': array[0].size, 'data': data}
+
+
+# image_transport's compressed publisher names a PNG of a mono8 image so (the encoding,
+# the compression, and no target colour format for a single channel)
+MASK_PNG_FORMAT = 'mono8; png compressed '
+
+
+def mask_to_png(ids: np.ndarray) -> bytes:
+    """An (H, W) uint8 class-id mask as a lossless PNG stream (fastest zlib level: ids
+    compress well at any level, and the node must not fall behind the camera)."""
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(ids), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise ImageError(f'cannot encode a {ids.shape} mask as PNG')
+    return png.tobytes()
+
+
+def message_to_mask(msg) -> np.ndarray:
+    """A class-id mask message -> (H, W) uint8: a mono8 Image (row padding honoured) or a
+    CompressedImage holding a single-channel PNG (``segmentation/mask/compressed``)."""
+    if hasattr(msg, 'format'):
+        data = np.frombuffer(msg.data, np.uint8)
+        if 'png' not in (msg.format or '').lower() or data.size == 0:
+            raise ImageError(f'a compressed mask must be a PNG stream, got format '
+                             f'{msg.format!r} with {data.size} bytes')
+        ids = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if ids is None or ids.ndim != 2 or ids.dtype != np.uint8:
+            raise ImageError(f'compressed mask ({data.size} bytes) is not a single-channel '
+                             f'8-bit PNG')
+        return ids
+    if msg.encoding not in ('mono8', '8UC1'):
+        raise ImageError(f'a mask must be mono8 (class ids), got {msg.encoding!r}')
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(msg.data, np.uint8)
+    if h <= 0 or w <= 0 or step < w or data.size < step * h:
+        raise ImageError(f'mask message {w}x{h} with step {step} and {data.size} bytes of '
+                         f'data is inconsistent')
+    return data[:step * h].reshape(h, step)[:, :w]

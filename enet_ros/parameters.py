@@ -10,6 +10,7 @@ DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
 BACKENDS = ('auto', 'eager', 'compile')
 RELIABILITY = ('best_effort', 'reliable')
+TRANSPORTS = ('raw', 'compressed')  # image_transport's names
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,17 @@ PARAMETERS = (
           'training size.', True, int_range=(0, 8192)),
     Param('input_height', 0, 'Network input height (multiple of 8); 0 = the checkpoint '
           'training size.', True, int_range=(0, 8192)),
-    Param('input_compressed', False, 'Subscribe image/compressed (jpeg, png) instead of '
-          'image.', True),
+    Param('image_transport', 'raw', 'Input transport, as image_transport names them: raw '
+          'subscribes image, compressed subscribes image/compressed (jpeg, png).', True,
+          TRANSPORTS),
+    Param('input_compressed', False, 'Deprecated: image_transport compressed does the same '
+          '(true still subscribes image/compressed, with a warning).', True),
+    Param('input_bits', 16, 'Significant bits of 16-bit encodings (mono16, rgb16, bgr16, '
+          'bayer_*16): 8-bit pixels are value >> (input_bits - 8); 16 = full range, 12 = a '
+          'camera writing 0-4095, larger values saturate.', int_range=(8, 16)),
+    Param('autostart', False, 'Managed node only: configure and activate itself at start '
+          "(as Nav2's lifecycle manager autostart does); leave false when a lifecycle "
+          'manager of your own brings it up.', True),
     Param('input_reliability', 'best_effort', 'Input QoS reliability; best_effort also '
           'receives reliable publishers.', True, RELIABILITY),
     Param('output_reliability', 'reliable', 'Output QoS reliability.', True,

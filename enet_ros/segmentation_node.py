@@ -43,7 +43,9 @@ from enet_ros.adaptation import camera_time
 from enet_ros.bag_io import stamp_ns
 from enet_ros.camera_stats import CameraStats
 from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
-from enet_ros.image_codec import array_to_fields, ImageError, message_to_array
+from enet_ros.dds import segment_warning
+from enet_ros.image_codec import (ACCEPTED, array_to_fields, ImageError, MASK_PNG_FORMAT,
+                                  mask_to_png, message_to_array)
 from enet_ros.segmenter import Prepared, Result, Segmenter, SegmenterError
 from enet_ros import topics
 from enet_ros.topics import NODE_NAME
@@ -55,14 +57,18 @@ RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
 ERROR_THROTTLE_S = 5.0
 TOPICS = (
-    (topics.IMAGE, 'sensor_msgs/Image in (rgb8, bgr8, rgba8, bgra8, mono8)'),
-    (topics.COMPRESSED_IMAGE, 'sensor_msgs/CompressedImage in, with input_compressed (jpeg, png)'),
+    (topics.IMAGE, f'sensor_msgs/Image in ({ACCEPTED})'),
+    (topics.COMPRESSED_IMAGE, 'sensor_msgs/CompressedImage in, with image_transport '
+     'compressed (jpeg, png)'),
     (topics.MASK, 'sensor_msgs/Image mono8 out: class ids, 255 = no class'),
+    (topics.MASK_COMPRESSED, 'sensor_msgs/CompressedImage out: the mask as lossless PNG '
+     '(while subscribed; for recording)'),
     (topics.COLOR_MASK, 'sensor_msgs/Image out: palette colours (while subscribed)'),
     (topics.OVERLAY, 'sensor_msgs/Image out: input blended with colours'),
     (topics.CONFIDENCE, 'sensor_msgs/Image mono8 out: 255 x softmax maximum '
      '(while subscribed)'),
-    (topics.CAMERA_INFO, 'sensor_msgs/CameraInfo in, beside image'),
+    (topics.CAMERA_INFO, 'sensor_msgs/CameraInfo in: beside the image topic as remapped '
+     '(X/image_raw -> X/camera_info) unless remapped itself'),
     (topics.MASK_CAMERA_INFO, "sensor_msgs/CameraInfo out with each mask's header"),
     (topics.CLASS_INFO, 'std_msgs/String out, JSON class map (transient local)'),
     (topics.LABEL_INFO, 'vision_msgs/LabelInfo out, the same class map (transient '
@@ -124,6 +130,8 @@ class CameraStream:
         in_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                             reliability=RELIABILITY[cfg.input_reliability])
         self.pub_mask = node.create_publisher(Image, prefix + topics.MASK, out_qos)
+        self.pub_mask_png = node.create_publisher(CompressedImage,
+                                                  prefix + topics.MASK_COMPRESSED, out_qos)
         self.pub_color = node.create_publisher(Image, prefix + topics.COLOR_MASK, out_qos)
         self.pub_overlay = node.create_publisher(Image, prefix + topics.OVERLAY, out_qos)
         self.pub_confidence = node.create_publisher(Image, prefix + topics.CONFIDENCE,
@@ -140,7 +148,7 @@ class CameraStream:
         self.camera_info = None  # the newest CameraInfo beside the image
         self._prefix, self._in_qos = prefix, in_qos
         self.sub = self.sub_camera_info = None
-        self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.input_compressed else topics.IMAGE)
+        self.topic = prefix + (topics.COMPRESSED_IMAGE if cfg.compressed else topics.IMAGE)
         self.node = node
         self.pending: Frame | None = None
         self.stats = CameraStats(node.segmenter.meta.num_classes, MESSAGE_INFO)  # node.lock
@@ -148,11 +156,21 @@ class CameraStream:
     def subscribe(self) -> None:
         node = self.node
         self.sub_camera_info = node.create_subscription(
-            CameraInfo, self._prefix + topics.CAMERA_INFO, self.on_camera_info, self._in_qos)
-        msg_type = CompressedImage if node.config.input_compressed else Image
+            CameraInfo, self.camera_info_topic(), self.on_camera_info, self._in_qos)
+        msg_type = CompressedImage if node.config.compressed else Image
         callback = self.on_frame if MESSAGE_INFO else lambda msg: self.on_frame(msg, None)
         self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos)
         self.stats.last_seq = None
+
+    def camera_info_topic(self) -> str:
+        """``camera_info`` as remapped; if it is not, the camera info beside the image
+        topic as remapped, as image_transport pairs them: X/image_raw -> X/camera_info."""
+        node, own = self.node, self._prefix + topics.CAMERA_INFO
+        remapped = node.resolve_topic_name(own)
+        if remapped != node.resolve_topic_name(own, only_expand=True):
+            return remapped
+        image = node.resolve_topic_name(self._prefix + topics.IMAGE)
+        return f'{image.rsplit("/", 1)[0]}/{topics.CAMERA_INFO}'
 
     def unsubscribe(self) -> None:
         for sub in (self.sub, self.sub_camera_info):
@@ -162,8 +180,9 @@ class CameraStream:
 
     def destroy(self) -> None:
         self.unsubscribe()
-        for pub in (self.pub_mask, self.pub_color, self.pub_overlay, self.pub_confidence,
-                    self.pub_camera_info, self.pub_class_info, self.pub_label_info):
+        for pub in (self.pub_mask, self.pub_mask_png, self.pub_color, self.pub_overlay,
+                    self.pub_confidence, self.pub_camera_info, self.pub_class_info,
+                    self.pub_label_info):
             if pub is not None:
                 self.node.destroy_publisher(pub)
 
@@ -252,8 +271,10 @@ class Segmentation:
         for worker in self.workers:
             worker.start()
         self.diag_timer = self.create_timer(1.0, self._publish_diagnostics)
-        self.get_logger().info(f'{self.segmenter.describe()}; listening on '
-                               f'{", ".join(c.sub.topic_name for c in self.cameras)}')
+        self.get_logger().info(
+            f'{self.segmenter.describe()}; listening on '
+            f'{", ".join(c.sub.topic_name for c in self.cameras)} (camera info '
+            f'{", ".join(c.sub_camera_info.topic_name for c in self.cameras)})')
 
     def stop_serving(self) -> None:
         """Unsubscribe and stop the inference thread; model and publishers stay."""
@@ -302,9 +323,17 @@ class Segmentation:
                                      f'{", ".join(param.choices)}')
             if param.read_only:
                 config[param.name] = value
+        if config['input_compressed']:
+            self.get_logger().warning('parameter input_compressed is deprecated: set '
+                                      'image_transport to compressed instead')
+        config['compressed'] = config['input_compressed'] or \
+            config['image_transport'] == 'compressed'
         config['cameras'] = cameras = tuple(config['cameras'] or [''])
         if len(set(cameras)) != len(cameras):
             raise SegmenterError(f'parameter cameras lists a namespace twice: {list(cameras)}')
+        warning = segment_warning()
+        if warning:
+            self.get_logger().warning(warning)
         return SimpleNamespace(**config)
 
     def _declare_model_parameters(self) -> None:
@@ -415,7 +444,8 @@ class Segmentation:
         """One camera message ready for the network; raises ImageError for a message that
         cannot be segmented."""
         t0 = time.perf_counter()
-        image, order = message_to_array(msg, self.get_parameter('max_image_pixels').value)
+        image, order = message_to_array(msg, self.get_parameter('max_image_pixels').value,
+                                        self.get_parameter('input_bits').value)
         convert = time.perf_counter() - t0
         try:
             return Frame(msg, received, image, order, convert,
@@ -428,6 +458,9 @@ class Segmentation:
         labels, confidence, timings = result.labels, result.confidence, result.timings
         t1 = time.perf_counter()
         cam.pub_mask.publish(self._image(msg.header, labels, 'mono8'))
+        if cam.pub_mask_png.get_subscription_count() > 0:
+            cam.pub_mask_png.publish(CompressedImage(header=msg.header, format=MASK_PNG_FORMAT,
+                                                     data=mask_to_png(labels)))
         if confidence is not None:
             cam.pub_confidence.publish(self._image(msg.header, confidence, 'mono8'))
         if cam.camera_info is not None and cam.pub_camera_info.get_subscription_count() > 0:
@@ -544,8 +577,24 @@ class ManagedSegmentationNode(Segmentation, LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         self.config = self._declare_parameters()
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        if self.config.autostart:
+            self.bring_up()
+
+    def bring_up(self) -> None:
+        """configure, then activate: the node's own autostart (parameter ``autostart``).
+        A failed step is logged and leaves the node where it stopped (unconfigured after a
+        failed load), so a lifecycle manager or a user can still act on it."""
+        log = self.get_logger()
+        for step, trigger in (('configure', self.trigger_configure),
+                              ('activate', self.trigger_activate)):
+            if trigger() != TransitionCallbackReturn.SUCCESS:
+                log.error(f'autostart: {step} failed; the node stays unconfigured'
+                          if step == 'configure' else f'autostart: {step} failed')
+                return
+        log.info('autostart: configured and active')
 
     def on_configure(self, state) -> TransitionCallbackReturn:
+        loading = LOADING.is_set()  # already set while an autostart runs in main's start-up
         LOADING.set()
         try:
             self.load()
@@ -553,7 +602,8 @@ class ManagedSegmentationNode(Segmentation, LifecycleNode):
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
         finally:
-            LOADING.clear()
+            if not loading:
+                LOADING.clear()
         self.open_outputs()
         return TransitionCallbackReturn.SUCCESS
 

@@ -7,6 +7,7 @@ IMAGE = 'image'
 COMPRESSED_IMAGE = 'image/compressed'
 CAMERA_INFO = 'camera_info'
 MASK = 'segmentation/mask'
+MASK_COMPRESSED = 'segmentation/mask/compressed'  # image_transport's compressed transport
 COLOR_MASK = 'segmentation/color_mask'
 OVERLAY = 'segmentation/overlay'
 CONFIDENCE = 'segmentation/confidence'
@@ -17,7 +18,7 @@ DIAGNOSTICS = '/diagnostics'
 
 # the image outputs by short name (Segmenter.render's keys, the test client's outputs)
 IMAGE_OUTPUTS = {'mask': MASK, 'color_mask': COLOR_MASK, 'overlay': OVERLAY,
-                 'confidence': CONFIDENCE}
+                 'confidence': CONFIDENCE, 'mask_compressed': MASK_COMPRESSED}
 
 
 def status_name(namespace: str = '', camera: str = '') -> str:

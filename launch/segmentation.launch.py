@@ -1,7 +1,9 @@
 """Start the ENet segmentation node: ros2 launch enet_ros segmentation.launch.py.
 
-Launch arguments that set node parameters override the params file only when given
-(``enet_ros.launch_args``); everything else comes from ``params_file``.
+What to start comes from ``enet_ros.launch_args.node_spec`` (tested without ``launch``):
+launch arguments that set node parameters override the params file only when given;
+``managed:=true`` starts the lifecycle node, which ``autostart:=true`` (the default)
+configures and activates by itself; ``dds_profile`` sets the FastDDS profile for the node.
 """
 
 import os
@@ -13,23 +15,22 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from enet_ros.launch_args import description, LAUNCH_PARAMETERS, overrides
+from enet_ros.launch_args import ARGUMENTS, description, LAUNCH_PARAMETERS, node_spec
 
 
 def node_action(context):
-    given = {name: LaunchConfiguration(name).perform(context) for name in LAUNCH_PARAMETERS}
-    image = LaunchConfiguration('image').perform(context)
+    names = list(ARGUMENTS) + list(LAUNCH_PARAMETERS)
+    spec = node_spec({name: LaunchConfiguration(name).perform(context) for name in names})
     return [Node(
         package='enet_ros',
-        executable='segmentation_node',
+        executable=spec['executable'],
         name='enet_segmentation',
         namespace=LaunchConfiguration('namespace'),
         output='screen',
         emulate_tty=True,
-        parameters=[LaunchConfiguration('params_file'),
-                    overrides(given, LaunchConfiguration('use_sim_time').perform(context))],
-        remappings=[('image', image), ('image/compressed', image + '/compressed'),
-                    ('camera_info', LaunchConfiguration('camera_info'))],
+        parameters=[LaunchConfiguration('params_file'), spec['parameters']],
+        remappings=spec['remappings'],
+        additional_env=spec['env'],
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
     )]
 
@@ -37,24 +38,13 @@ def node_action(context):
 def generate_launch_description():
     share = get_package_share_directory('enet_ros')
     args = [
-        DeclareLaunchArgument('image', default_value='image',
-                              description="Input image topic (remapped onto the node's image)"),
-        DeclareLaunchArgument('camera_info', default_value='camera_info',
-                              description='Camera info topic beside the image'),
-        DeclareLaunchArgument('namespace', default_value='',
-                              description='Namespace for the node and its topics'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(share, 'config', 'segmentation.yaml'),
                               description='Parameters file for the node'),
-        DeclareLaunchArgument('use_sim_time', default_value='',
-                              description='true: follow /clock (bag replay, simulation). '
-                                          'Empty: the params file decides.'),
-        DeclareLaunchArgument('log_level', default_value='info',
-                              description='Logging level: debug, info, warn, error'),
-        DeclareLaunchArgument('use_rviz', default_value='false',
-                              description='Also start rviz2 with config/segmentation.rviz'),
-    ] + [DeclareLaunchArgument(name, default_value='', description=description(name))
-         for name in LAUNCH_PARAMETERS]
+    ] + [DeclareLaunchArgument(name, default_value=default, description=text)
+         for name, (default, text) in ARGUMENTS.items()
+         ] + [DeclareLaunchArgument(name, default_value='', description=description(name))
+              for name in LAUNCH_PARAMETERS]
     rviz = Node(
         package='rviz2', executable='rviz2', name='rviz2',
         namespace=LaunchConfiguration('namespace'),

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from enet_ros.checkpoint import ModelMeta, save_checkpoint
-from enet_ros.tools.client import profiles_variable
+from enet_ros.dds import profiles_variable
 from enet_ros.model import ENet
 from training.datasets import CAMVID_CLASSES as CAMVID_NAMES, CAMVID_PALETTE  # noqa: F401
 

@@ -88,9 +88,9 @@ def _padded(image: np.ndarray, encoding: str, step: int):
     return msg
 
 
-def _send_and_get(client, image, encoding, step, timeout=10.0):
+def _send_and_get(client, image, encoding, step, timeout=10.0, msg=None):
     before = {k: client.received[k].count for k in ('mask', 'color_mask', 'overlay')}
-    msg = client.publish(msg=_padded(image, encoding, step), frame_id=f'cam_{encoding}')
+    msg = client.publish(msg=msg or _padded(image, encoding, step), frame_id=f'cam_{encoding}')
     for key in before:
         assert client.wait(key, before[key] + 1, timeout), f'no {key} for {encoding}'
     return msg, {k: client.received[k].messages[-1] for k in before}
@@ -136,6 +136,108 @@ def test_encodings_through_dds(client, weights, encoding, channels, width, pad):
     expected_ov = cv2.addWeighted(np.ascontiguousarray(palette[labels]), 0.4,
                                   np.ascontiguousarray(rgb3), 0.6, 0)
     np.testing.assert_array_equal(ov, expected_ov)
+
+
+def _camera_frames(encoding: str, big_endian: bool = False):
+    """(message as a driver publishes it, the same frame converted to rgb8 by OpenCV
+    beforehand) for a camera encoding; a smooth image, so that demosaicing is exact enough
+    to be compared with a per-pixel mask."""
+    from sensor_msgs.msg import Image
+    h, w = 48, 64
+    small = np.random.default_rng(len(encoding)).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    rgb = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+    if encoding in ('yuv422_yuy2', 'yuyv', 'yuv422', 'uyvy'):
+        yuv = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV).astype(np.uint16)
+        y, u, v = yuv[..., 0], yuv[:, 0::2, 1], yuv[:, 0::2, 2]
+        packed = np.empty((h, w * 2), np.uint8)  # one (u, v) pair for two pixels
+        if encoding in ('yuv422_yuy2', 'yuyv'):
+            packed[:, 0::4], packed[:, 1::4], packed[:, 2::4], packed[:, 3::4] = \
+                y[:, 0::2], u, y[:, 1::2], v
+            code = cv2.COLOR_YUV2RGB_YUY2
+        else:
+            packed[:, 0::4], packed[:, 1::4], packed[:, 2::4], packed[:, 3::4] = \
+                u, y[:, 0::2], v, y[:, 1::2]
+            code = cv2.COLOR_YUV2RGB_UYVY
+        data, step = packed, w * 2
+        reference = cv2.cvtColor(packed.reshape(h, w, 2), code)
+    else:
+        depth = 16 if encoding.endswith('16') else 8
+        # full 16-bit range; low bytes unlike the high ones, so a byte-order error shows
+        values = rgb.astype(np.uint16) * 256 + 37 if depth == 16 else rgb
+        if encoding.startswith('bayer_'):
+            pattern = encoding[6:10]
+            raw = np.zeros((h, w), values.dtype)
+            for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+                raw[dy::2, dx::2] = values[dy::2, dx::2, 'rgb'.index(pattern[k])]
+            # cv_bridge's pairing of ROS Bayer names with OpenCV's codes
+            code = {'rggb': cv2.COLOR_BayerBG2RGB, 'bggr': cv2.COLOR_BayerRG2RGB,
+                    'gbrg': cv2.COLOR_BayerGR2RGB, 'grbg': cv2.COLOR_BayerGB2RGB}[pattern]
+            eight = (raw >> 8).astype(np.uint8) if depth == 16 else raw
+            reference = cv2.cvtColor(eight, code)
+            data = raw
+        elif encoding == 'mono16':
+            data = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.uint16) * 256 + 37
+            reference = cv2.cvtColor((data >> 8).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+        else:  # rgb16, bgr16
+            data = values[..., ::-1] if encoding.startswith('bgr') else values
+            reference = rgb
+        step = data[0].nbytes
+        if depth == 16:
+            data = data.astype('>u2' if big_endian else '<u2')
+    msg = Image(height=h, width=w, encoding=encoding, is_bigendian=int(big_endian),
+                step=step + 6, data=np.pad(np.ascontiguousarray(data).view(np.uint8)
+                                           .reshape(h, -1), ((0, 0), (0, 6))).tobytes())
+    ref = Image(**array_to_fields(np.ascontiguousarray(reference), 'rgb8'))
+    return msg, ref
+
+
+CAMERA_ENCODINGS = ['yuv422_yuy2', 'yuyv', 'yuv422', 'uyvy', 'bayer_rggb8', 'bayer_bggr8',
+                    'bayer_gbrg8', 'bayer_grbg8', 'mono16', 'rgb16', 'bgr16', 'bayer_rggb16',
+                    'bayer_bggr16', 'bayer_gbrg16', 'bayer_grbg16']
+
+
+@pytest.mark.parametrize('encoding', CAMERA_ENCODINGS)
+def test_camera_encodings_through_dds(client, encoding):
+    """What USB and machine-vision drivers publish unconverted (rows padded by 6 bytes,
+    16-bit in both byte orders): the mask at the frame's resolution equals the mask of
+    the same frame converted to rgb8 by OpenCV beforehand, and the overlay is blended on
+    the converted colour image."""
+    for big_endian in ((False, True) if encoding.endswith('16') else (False,)):
+        msg, ref = _camera_frames(encoding, big_endian)
+        _, out = _send_and_get(client, None, encoding, None, msg=msg)
+        _, want = _send_and_get(client, None, 'rgb8', None, msg=ref)
+        got, expected = (np.frombuffer(o['mask'].data, np.uint8).reshape(48, 64)
+                         for o in (out, want))
+        assert (out['mask'].width, out['mask'].height) == (64, 48)
+        assert (got == expected).mean() >= 0.99, (encoding, big_endian)
+        assert out['overlay'].encoding in ('rgb8', 'bgr8')
+        ov, ov_ref = (np.frombuffer(o['overlay'].data, np.uint8).reshape(48, 64, 3)
+                      for o in (out, want))
+        if out['overlay'].encoding == 'bgr8':
+            ov = ov[:, :, ::-1]
+        assert np.abs(ov.astype(int) - ov_ref).mean() < 2, (encoding, big_endian)
+
+
+@pytest.mark.parametrize('encoding,width,step,data,message', [
+    ('yuv422_yuy2', 63, 126, 126 * 48, 'odd width'),
+    ('uyvy', 64, 100, 128 * 48, 'has step 100, less than width x 2'),
+    ('bayer_rggb16', 64, 128, 128 * 47, 'needs 6144 bytes of data, got 6016'),
+    ('nv12', 64, 64, 64 * 72, "unsupported encoding 'nv12'; accepted: rgb8"),
+])
+def test_malformed_camera_frames_rejected_in_one_line(client, node, encoding, width, step,
+                                                      data, message):
+    from sensor_msgs.msg import Image
+    name = status_name()
+    rejected = int(diag_values(client, name)[1].get('frames_rejected', 0))
+    client.publish(msg=Image(height=48, width=width, encoding=encoding, step=step,
+                             data=bytes(data)))
+    _, values = wait_diag(client, lambda s, v: int(v['frames_rejected']) > rejected)
+    assert int(values['frames_rejected']) == rejected + 1
+    assert message in values['last_error'] and encoding in values['last_error']
+    assert '\n' not in values['last_error']
+    msg, _ = _camera_frames('yuyv')
+    _send_and_get(client, None, 'yuyv', None, msg=msg)  # the next frame is answered
+    assert node.proc.poll() is None
 
 
 def test_diagnostics_content(client):
@@ -317,13 +419,19 @@ def test_adapted_statistics_follow_each_frames_camera_time(weights, ros):
     assert not all(np.array_equal(a, trained.segment(f)[0]) for a, f in zip(got, frames))
 
 
-def test_compressed_input(weights, ros):
+@pytest.mark.parametrize('transport', [{'image_transport': 'compressed'},
+                                       {'input_compressed': True}])
+def test_compressed_input(weights, ros, transport):
+    """image_transport:=compressed subscribes image/compressed; the deprecated
+    input_compressed still does, with one warning."""
     from sensor_msgs.msg import CompressedImage
     # reliable input: the count of masks must not depend on best-effort delivery of the
     # first frames right after discovery (a flake seen in CI)
-    with NodeProcess({'model_path': str(weights), 'backend': 'eager', 'input_compressed': True,
+    with NodeProcess({'model_path': str(weights), 'backend': 'eager', **transport,
                       'input_reliability': 'reliable'}, ros_args=['-r', '__ns:=/comp']) as proc:
         proc.wait_ready()
+        assert proc.log().count('input_compressed is deprecated') == \
+            (1 if 'input_compressed' in transport else 0)
         c = SegmentationClient(namespace='/comp', compressed=True, name='comp_client',
                                reliable_input=True)
         try:
@@ -350,6 +458,101 @@ def test_compressed_input(weights, ros):
             assert proc.proc.poll() is None
         finally:
             c.close()
+
+
+def test_mask_compressed_decodes_to_the_mask(weights, ros):
+    """segmentation/mask/compressed: image_transport's PNG of each mask, decoding to exactly
+    segmentation/mask with the same header."""
+    with serving({'model_path': str(weights), 'backend': 'eager',
+                  'input_reliability': 'reliable'}, '/rec', reliable_input=True,
+                 outputs=('mask', 'mask_compressed')) as (proc, c):
+        rng = np.random.default_rng(4)
+        for k in range(3):
+            c.publish(rng.integers(0, 256, (45 + k, 61, 3), dtype=np.uint8),
+                      frame_id=f'cam{k}')
+            assert c.wait('mask_compressed', k + 1, 10) and c.wait('mask', k + 1, 10)
+    masks = {(m.header.stamp.sec, m.header.stamp.nanosec): m
+             for m in c.received['mask'].messages}
+    for png in c.received['mask_compressed'].messages:
+        mask = masks[(png.header.stamp.sec, png.header.stamp.nanosec)]
+        assert png.format == 'mono8; png compressed '
+        assert png.header.frame_id == mask.header.frame_id
+        decoded = cv2.imdecode(np.frombuffer(png.data, np.uint8), cv2.IMREAD_UNCHANGED)
+        raw = np.frombuffer(mask.data, np.uint8).reshape(mask.height, mask.width)
+        np.testing.assert_array_equal(decoded, raw)
+
+
+def test_launch_managed_autostart_serves_a_driver_s_topics(weights, ros, tmp_path):
+    """What segmentation.launch.py managed:=true image:=/camera/image_raw starts (its
+    node_spec, run as launch_ros would: the params file, then the overrides): the
+    lifecycle node brings itself to active with no transition from outside, pairs
+    /camera/camera_info with the image, and runs with the shipped FastDDS profile."""
+    import yaml
+    from lifecycle_msgs.msg import State
+    from lifecycle_msgs.srv import GetState
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import CameraInfo, Image
+    from enet_ros.launch_args import node_spec
+    from conftest import REPO
+    spec = node_spec({'managed': 'true', 'image': '/camera/image_raw',
+                      'model_path': str(weights), 'backend': 'eager'})
+    assert spec['executable'] == 'managed_segmentation_node'
+    overrides = tmp_path / 'overrides.yaml'
+    overrides.write_text(yaml.safe_dump({'/**': {'ros__parameters': spec['parameters']}}))
+    params = yaml.safe_load((REPO / 'config' / 'segmentation.yaml').read_text())
+    remaps = [a for old, new in spec['remappings'] for a in ('-r', f'{old}:={new}')]
+    env = {k: v for k, v in os.environ.items() if 'PROFILES_FILE' not in k}
+    with NodeProcess(params['/**']['ros__parameters'], env={**env, **spec['env']},
+                     ros_args=['--params-file', str(overrides), '-r', '__ns:=/car'] + remaps,
+                     module=f'enet_ros.{spec["executable"]}') as proc:
+        proc.wait_ready()
+        c = SegmentationClient(namespace='/car', name='driver', outputs=('mask',))
+        driver = c.node.create_publisher(Image, '/camera/image_raw', qos_profile_sensor_data)
+        info_pub = c.node.create_publisher(CameraInfo, '/camera/camera_info', 10)
+        infos = []
+        c.node.create_subscription(CameraInfo, 'segmentation/camera_info', infos.append, 10)
+        get = c.node.create_client(GetState, '/car/enet_segmentation/get_state')
+        c.pub = driver  # the client publishes as the camera driver does
+        try:
+            c.wait_for_node()
+            assert get.wait_for_service(timeout_sec=30)
+            future = get.call_async(GetState.Request())
+            deadline = time.monotonic() + 30
+            while not future.done() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert future.result().current_state.id == State.PRIMARY_STATE_ACTIVE
+            info_pub.publish(CameraInfo(width=96, height=64, k=[90.0, 0, 48, 0, 90, 32, 0,
+                                                                 0, 1]))
+            time.sleep(0.5)
+            for _ in range(3):
+                before = c.received['mask'].count
+                c.publish(np.zeros((64, 96, 3), np.uint8))
+                c.wait('mask', before + 1, 10)
+            assert c.received['mask'].count >= 2  # best effort, as a driver publishes
+            deadline = time.monotonic() + 5
+            while not infos and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert infos and list(infos[-1].k) == [90.0, 0, 48, 0, 90, 32, 0, 0, 1]
+        finally:
+            c.close()
+        log = proc.log()
+    assert 'autostart: configured and active' in log
+    assert 'camera info /camera/camera_info' in log
+    assert 'FastDDS' not in log, log  # the profile was set for the node
+    assert 'Traceback' not in log, log
+
+
+def test_fastdds_default_segment_is_warned_about(tmp_path):
+    from enet_ros.dds import profiles_variable, segment_warning
+    assert 'default 0.5 MB shared-memory segment' in segment_warning({})
+    assert 'config/fastdds.xml in every process' in segment_warning({})
+    shipped = str(Path(__file__).parents[1] / 'config' / 'fastdds.xml')
+    assert segment_warning({profiles_variable(): shipped}) is None
+    assert segment_warning({'RMW_IMPLEMENTATION': 'rmw_cyclonedds_cpp'}) is None
+    bare = tmp_path / 'bare.xml'
+    bare.write_text('<profiles/>')
+    assert 'sets no shared-memory segment_size' in segment_warning(
+        {profiles_variable(): str(bare)})
 
 
 @pytest.mark.parametrize('params,message', [

@@ -75,9 +75,12 @@ def test_params_file_matches_node_parameters(weights):
 
 
 def test_launch_arguments_match_node_parameters(weights):
-    from enet_ros.launch_args import LAUNCH_PARAMETERS
+    from enet_ros.launch_args import ARGUMENTS, LAUNCH_PARAMETERS
     tree = ast.parse((REPO / 'launch' / 'segmentation.launch.py').read_text())
-    args = set(LAUNCH_PARAMETERS)
+    # the launch file declares ARGUMENTS and LAUNCH_PARAMETERS in loops, params_file alone
+    assert 'ARGUMENTS.items()' in ast.unparse(tree)
+    assert 'for name in LAUNCH_PARAMETERS' in ast.unparse(tree)
+    args = set(LAUNCH_PARAMETERS) | set(ARGUMENTS)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and getattr(node.func, 'id', '') == 'DeclareLaunchArgument':
             kw = {k.arg: k.value for k in node.keywords}
@@ -85,7 +88,8 @@ def test_launch_arguments_match_node_parameters(weights):
             if isinstance(node.args[0], ast.Constant):
                 args.add(node.args[0].value)
     assert {'image', 'camera_info', 'namespace', 'params_file', 'use_sim_time', 'log_level',
-            'use_rviz'} <= args
+            'use_rviz', 'managed', 'autostart', 'dds_profile'} <= args
+    assert all(text for _, text in ARGUMENTS.values())
     declared = _node_parameters(weights)
     assert set(LAUNCH_PARAMETERS) <= set(declared)
     # every LaunchConfiguration named by a string is a declared argument
@@ -93,7 +97,29 @@ def test_launch_arguments_match_node_parameters(weights):
             and getattr(n.func, 'id', '') == 'LaunchConfiguration'
             and isinstance(n.args[0], ast.Constant)}
     assert used <= args
-    assert "executable='segmentation_node'" in ast.unparse(tree)
+    assert "executable=spec['executable']" in ast.unparse(tree)
+
+
+def test_launch_spec_plain_managed_profile_and_camera_info():
+    from enet_ros.dds import profiles_variable
+    from enet_ros.launch_args import node_spec
+    plain = node_spec({})
+    assert plain['executable'] == 'segmentation_node' and plain['parameters'] == {}
+    assert plain['remappings'] == [('image', 'image'), ('image/compressed', 'image/compressed')]
+    assert plain['env'][profiles_variable()].endswith('config/fastdds.xml')
+    assert '{time}' in plain['env']['RCUTILS_CONSOLE_OUTPUT_FORMAT']
+    managed = node_spec({'managed': 'true', 'image': '/cam/image_raw', 'dds_profile': '',
+                         'image_transport': 'compressed'})
+    assert managed['executable'] == 'managed_segmentation_node'
+    assert managed['parameters'] == {'autostart': True, 'image_transport': 'compressed'}
+    assert profiles_variable() not in managed['env']  # empty: the environment decides
+    assert ('image/compressed', '/cam/image_raw/compressed') in managed['remappings']
+    assert not any(old == 'camera_info' for old, _ in managed['remappings'])  # beside image
+    own = node_spec({'managed': 'true', 'autostart': 'false', 'camera_info': '/cam/info'})
+    assert own['parameters'] == {'autostart': False}
+    assert ('camera_info', '/cam/info') in own['remappings']
+    with pytest.raises(ValueError, match="managed:='yes': expected true or false"):
+        node_spec({'managed': 'yes'})
 
 
 def test_launch_overrides_the_params_file_only_where_given():

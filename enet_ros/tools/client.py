@@ -16,34 +16,8 @@ import numpy as np
 import yaml
 
 from enet_ros import topics
+from enet_ros.dds import PACKAGE_ROOT, profiles_variable, share_file
 from enet_ros.image_codec import array_to_fields
-
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-
-
-def share_file(relative: str) -> Path:
-    """A file of the package's share folder (config/..., launch/...), source or installed."""
-    local = PACKAGE_ROOT / relative
-    if local.exists():
-        return local
-    from ament_index_python.packages import get_package_share_directory
-    return Path(get_package_share_directory('enet_ros')) / relative
-
-
-def profiles_variable() -> str:
-    """The variable Fast DDS reads its XML profile from: FASTDDS_DEFAULT_PROFILES_FILE from
-    Fast DDS 3 (ROS 2 Kilted on), FASTRTPS_DEFAULT_PROFILES_FILE before (Jazzy)."""
-    distro = os.environ.get('ROS_DISTRO')
-    if distro:
-        new = distro not in ('humble', 'iron', 'jazzy')
-    else:  # the PyPI wheels: Fast DDS 3 ships as ros-fastdds, 2.x as ros-fastrtps
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            new = int(version('ros-fastdds').split('.')[0]) >= 3
-        except PackageNotFoundError:
-            new = False
-    return 'FASTDDS_DEFAULT_PROFILES_FILE' if new else 'FASTRTPS_DEFAULT_PROFILES_FILE'
-
 
 def ros_env(base: dict | None = None) -> dict:
     """Environment for every process of the graph: the shipped FastDDS profile (32 MB
@@ -151,7 +125,8 @@ class SegmentationClient:
         self.publish_times: dict[tuple[int, int], float] = {}
         self.lock = threading.Lock()
         for name_ in outputs:
-            self._subscribe(Image, topics.IMAGE_OUTPUTS[name_], name_, keep)
+            self._subscribe(CompressedImage if name_.endswith('compressed') else Image,
+                            topics.IMAGE_OUTPUTS[name_], name_, keep)
         self._subscribe(DiagnosticArray, topics.DIAGNOSTICS, 'diagnostics', True)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
