@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from enet_ros.bag_salvage import SalvageReader
-from enet_ros.image_codec import array_to_fields
+from enet_ros.image_codec import array_to_fields, MASK_PNG_FORMAT, mask_to_png
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
@@ -93,7 +93,9 @@ class BagReader:
                 raise BagError(f'topic {topic} holds {topics[topic]}, not an image type '
                                f'({", ".join(IMAGE_TYPES)})')
             return topic
-        images = [t for t, m in topics.items() if m in IMAGE_TYPES and t not in exclude]
+        # a recording of a running node holds its outputs too: those are not camera input
+        images = [t for t, m in topics.items() if m in IMAGE_TYPES and t not in exclude
+                  and '/segmentation/' not in f'{t}/']
         if len(images) != 1:
             raise BagError(f'{"no" if not images else "several"} image topics in {self.path}; '
                            f'pick one with --topic. Its topics: {self.describe_topics()}')
@@ -153,15 +155,24 @@ class BagWriter:
         self.writer.open()
         self.connections: dict[str, object] = {}
 
-    def image(self, array: np.ndarray, encoding: str, stamp: int, frame_id: str):
-        """A sensor_msgs/Image of a contiguous (H, W[, C]) uint8 array."""
+    def _header(self, stamp: int, frame_id: str):
         T = self.store.types
-        header = T['std_msgs/msg/Header'](
+        return T['std_msgs/msg/Header'](
             stamp=T['builtin_interfaces/msg/Time'](sec=stamp // 1_000_000_000,
                                                    nanosec=stamp % 1_000_000_000),
             frame_id=frame_id)
-        return T['sensor_msgs/msg/Image'](header=header,
-                                          **array_to_fields(array, encoding, bag=True))
+
+    def image(self, array: np.ndarray, encoding: str, stamp: int, frame_id: str):
+        """A sensor_msgs/Image of a contiguous (H, W[, C]) uint8 array."""
+        return self.store.types['sensor_msgs/msg/Image'](
+            header=self._header(stamp, frame_id), **array_to_fields(array, encoding, bag=True))
+
+    def mask_png(self, ids: np.ndarray, stamp: int, frame_id: str):
+        """A sensor_msgs/CompressedImage of an (H, W) uint8 mask, as the node publishes
+        segmentation/mask/compressed."""
+        return self.store.types['sensor_msgs/msg/CompressedImage'](
+            header=self._header(stamp, frame_id), format=MASK_PNG_FORMAT,
+            data=np.frombuffer(mask_to_png(ids), np.uint8))
 
     def write(self, topic: str, msg, timestamp: int) -> None:
         msgtype = msg.__msgtype__

@@ -119,6 +119,56 @@ def test_output_bag_and_report(bag, weights, tmp_path):
     assert 'per_class_iou.png' in (report / 'report.md').read_text()
 
 
+def test_recorded_mask_compressed_reads_back_as_labels(bag, weights, reference_metrics,
+                                                      tmp_path):
+    """A recording of segmentation/mask/compressed (image_transport's PNG) is read back as
+    class ids: as the label topic it scores exactly as the mono8 labels do; the node's
+    outputs in a recording are not taken for its camera topic."""
+    from enet_ros.image_codec import message_to_mask
+    path = tmp_path / 'recorded'
+    with BagReader(bag) as r, BagWriter(path, 'mcap') as w:
+        for f in r.messages('/camera/image'):
+            w.write('/camera/image', f.msg, f.timestamp)
+        for f in r.messages('/camera/labels'):
+            ids = np.frombuffer(bytes(f.msg.data), np.uint8).reshape(f.msg.height, -1)
+            w.write('/camera/segmentation/mask/compressed', w.mask_png(ids, f.stamp, 'cam'),
+                    f.timestamp)
+    out = tmp_path / 'm.json'
+    res = run('enet_ros.tools.evaluate_bag', path, '--weights', weights, '--label-topic',
+              '/camera/segmentation/mask/compressed', '--ignore-id', 11, '--precision',
+              'fp32', '--json', out, '--no-progress', '--output-bag', tmp_path / 'out')
+    assert res.returncode == 0, res.stderr
+    _same(json.loads(out.read_text()), reference_metrics)
+    with BagReader(tmp_path / 'out') as r:
+        masks = [message_to_mask(f.msg) for f in r.messages('/camera/segmentation/mask')]
+        pngs = [message_to_mask(f.msg)
+                for f in r.messages('/camera/segmentation/mask/compressed')]
+    assert len(masks) == N and all(np.array_equal(a, b) for a, b in zip(masks, pngs))
+    # replayed into the node, its live masks equal the recorded ones
+    replay = tmp_path / 'replay.json'
+    res = run('enet_ros.tools.replay_bag', tmp_path / 'out', '--topic', '/camera/image',
+              '--start-node', '--weights', weights, '--backend', 'eager', '--precision',
+              'fp32', '--lockstep', '--namespace', '/rec_replay', '--compare-topic',
+              '/camera/segmentation/mask/compressed', '--json', replay)
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = json.loads(replay.read_text())['recorded_masks']
+    assert got['frames_compared'] == N and got['pixel_agreement'] > 0.99, got
+
+
+def test_label_topic_missing_is_blamed_before_the_image_topic(bag, weights):
+    res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
+              '/wrong', '--no-progress')
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr
+    assert 'label topic /wrong is not in the bag' in res.stderr
+    assert '--topic' not in res.stderr
+
+
+def test_make_bag_from_a_missing_folder_says_so(tmp_path):
+    res = run('enet_ros.tools.make_bag', tmp_path / 'nonexistent', tmp_path / 'out')
+    assert res.returncode == 1 and 'Traceback' not in res.stderr, res.stderr
+    assert res.stderr.count('\n') == 1 and 'nonexistent is not a folder' in res.stderr
+
+
 def test_missing_topic_lists_topics(bag, weights):
     res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--topic', '/nope')
     assert res.returncode == 1

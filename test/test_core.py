@@ -329,6 +329,51 @@ def test_image_round_trip(encoding, channels, order, width, pad):
         assert not out.flags.owndata
 
 
+@pytest.mark.parametrize('pattern', ['rggb', 'bggr', 'gbrg', 'grbg'])
+def test_bayer_names_demosaic_to_the_scene_they_sampled(pattern):
+    """A smooth scene sampled through each ROS Bayer pattern (first row, first column
+    named first) demosaics back to that scene, not to one with red and blue swapped."""
+    small = np.random.default_rng(0).integers(0, 256, (8, 12, 3), dtype=np.uint8)
+    rgb = cv2.resize(small, (96, 64), interpolation=cv2.INTER_CUBIC)
+    raw = np.zeros((64, 96), np.uint8)
+    for k, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        raw[dy::2, dx::2] = rgb[dy::2, dx::2, 'rgb'.index(pattern[k])]
+    out, order = image_to_array(_msg(raw, f'bayer_{pattern}8'))
+    assert order == 'rgb' and out.shape == (64, 96, 3)
+    assert np.abs(out.astype(int) - rgb).mean() < 3
+
+
+def test_sixteen_bit_range_follows_input_bits():
+    twelve = np.random.default_rng(1).integers(0, 4096, (5, 7), dtype=np.uint16)
+    msg = _msg(twelve.astype('<u2').view(np.uint8).reshape(5, 14), 'mono16')
+    msg.width, msg.is_bigendian = 7, 0
+    out, _ = image_to_array(msg, bits=12)
+    np.testing.assert_array_equal(out[..., 0], (twelve >> 4).astype(np.uint8))
+    full, _ = image_to_array(msg)  # 16 bits: a 12-bit camera looks dark, not wrong
+    np.testing.assert_array_equal(full[..., 0], (twelve >> 8).astype(np.uint8))
+    msg.data = twelve.astype('>u2').tobytes()
+    msg.is_bigendian = 1
+    np.testing.assert_array_equal(image_to_array(msg, bits=12)[0][..., 0], twelve >> 4)
+    over = _msg(np.full((2, 4), 255, np.uint8), 'mono16')  # 0xFFFF from a 12-bit claim
+    over.width = 2
+    assert image_to_array(over, bits=12)[0].max() == 255  # saturates
+
+
+def test_mask_png_round_trip_and_errors():
+    from enet_ros.image_codec import mask_to_png, MASK_PNG_FORMAT, message_to_mask
+    ids = np.random.default_rng(2).integers(0, 12, (31, 45), dtype=np.uint8)
+    ids[0, :5] = 255
+    png = SimpleNamespace(format=MASK_PNG_FORMAT, data=mask_to_png(ids))
+    np.testing.assert_array_equal(message_to_mask(png), ids)
+    raw, rgb = _msg(ids, 'mono8', pad=3), _msg(np.zeros((2, 2, 3), np.uint8), 'rgb8')
+    del raw.format, rgb.format  # Image messages
+    np.testing.assert_array_equal(message_to_mask(raw), ids)
+    with pytest.raises(ImageError, match='must be a PNG stream'):
+        message_to_mask(SimpleNamespace(format='jpeg', data=b'x'))
+    with pytest.raises(ImageError, match='must be mono8'):
+        message_to_mask(rgb)
+
+
 def test_image_errors():
     arr = np.zeros((4, 5, 3), np.uint8)
     with pytest.raises(ImageError, match="unsupported encoding '16UC1'.*rgb8"):

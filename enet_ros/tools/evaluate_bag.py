@@ -29,7 +29,7 @@ from tqdm import tqdm
 from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError
 from enet_ros import topics
-from enet_ros.image_codec import ImageError, message_to_array
+from enet_ros.image_codec import ImageError, message_to_array, message_to_mask
 from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
@@ -88,10 +88,12 @@ class LabelSource:
             if args.label_topic not in reader.topics():
                 raise BagError(f'label topic {args.label_topic} is not in the bag; its '
                                f'topics: {reader.describe_topics()}')
-            for f in reader.messages(args.label_topic):
-                arr = np.frombuffer(f.msg.data, np.uint8)
-                arr = arr.reshape(f.msg.height, f.msg.step)[:, :f.msg.width]
-                self.by_stamp[f.stamp] = (arr, f'{args.label_topic} message stamped {f.stamp}')
+            for f in reader.messages(args.label_topic):  # mono8, or PNG (mask/compressed)
+                where = f'{args.label_topic} message stamped {f.stamp}'
+                try:
+                    self.by_stamp[f.stamp] = (message_to_mask(f.msg), where)
+                except ImageError as exc:
+                    raise LabelError(f'{where}: {exc}') from None
         elif args.labels:
             self.files = sorted(args.labels.glob('*.png'))
             if not self.files:
@@ -204,8 +206,8 @@ def write_report(args, result: dict, timings: dict, metrics, samples, meta) -> N
 def evaluate_bag(args) -> int:
     seg = Segmenter(args.weights, args.device, args.precision, args.backend, adapt=args.adapt)
     reader = BagReader(args.bag)
+    labels = LabelSource(args, reader, seg.meta.num_classes)  # a wrong label topic first
     topic = reader.image_topic(args.topic, exclude=(args.label_topic,))
-    labels = LabelSource(args, reader, seg.meta.num_classes)
     writer = BagWriter(args.output_bag, args.output_storage) if args.output_bag else None
     evaluation = Evaluation(seg)
     timings = {s: [] for s in STAGES}
@@ -275,6 +277,7 @@ def _write_outputs(writer, seg, frame, topic, image, order, ids) -> None:
     base = topic.rsplit('/', 1)[0] if topic.count('/') > 1 else ''
     writer.write(topic, frame.msg, ts)  # the input as recorded
     writer.write(f'{base}/{topics.MASK}', writer.image(ids, 'mono8', frame.stamp, fid), ts)
+    writer.write(f'{base}/{topics.MASK_COMPRESSED}', writer.mask_png(ids, frame.stamp, fid), ts)
     for name, (array, encoding) in seg.render(image, order, ids, 'rgb', 0.5).items():
         writer.write(f'{base}/{topics.IMAGE_OUTPUTS[name]}',
                      writer.image(array, encoding, frame.stamp, fid), ts)

@@ -41,6 +41,9 @@ def get_args(argv=None) -> argparse.Namespace:
 
 
 def make_bag(args: argparse.Namespace) -> int:
+    if not args.images.is_dir():
+        raise BagError(f'{args.images} is not a folder; give a folder of images '
+                       f'({", ".join(IMAGE_FILE_SUFFIXES)})')
     paths = sorted(p for p in args.images.iterdir()
                    if p.suffix.lower() in IMAGE_FILE_SUFFIXES)[:args.limit]
     if not paths:

@@ -2,13 +2,16 @@
 
     replay_bag BAG [--topic T] [--rate HZ | --lockstep] [--namespace NS]
                [--start-node [--weights FILE --device D --precision P --backend B]]
-               [--json FILE]
+               [--compare-topic MASK_TOPIC] [--json FILE]
 
 It publishes each frame over rclpy (at the recorded rate by default, at ``--rate`` Hz,
 or with ``--lockstep`` each frame after the node's mask for the previous one), collects
 the node's ``segmentation/mask`` and reports end-to-end latency (publish -> receipt),
 frames sent, received and dropped, in the manner of Isaac ROS's benchmarks. Frames are
-re-stamped at publish time so latency can be matched. ``--start-node`` runs the node as
+re-stamped at publish time so latency can be matched. ``--compare-topic`` names masks
+recorded in the same bag (``segmentation/mask`` or ``segmentation/mask/compressed``, as
+``ros2 bag record`` took them from a node): each live mask is compared with the recorded
+one of the same frame, and the share of equal pixels is reported. ``--start-node`` runs the node as
 a child process for the measurement; otherwise it talks to the node already running.
 On a ROS 2 machine ``ros2 bag play`` plus the node does the same replay; this tool
 exists for measuring.
@@ -23,6 +26,7 @@ import sys
 import time
 
 from enet_ros.bag_io import BagError, BagReader
+from enet_ros.image_codec import ImageError, message_to_mask
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.cli import add_model_args
 from enet_ros.topics import status_name
@@ -39,6 +43,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--namespace', default='', help="the node's namespace")
     p.add_argument('--start-node', action='store_true', help='run the node as a child process')
     add_model_args(p)
+    p.add_argument('--compare-topic', help='recorded masks (mono8 or PNG) to compare the '
+                   'live masks with, frame by frame')
     p.add_argument('--limit', type=int)
     p.add_argument('--timeout', type=float, default=5.0, help='seconds to wait for last masks')
     p.add_argument('--json', type=Path)
@@ -55,6 +61,16 @@ def replay(args, client) -> dict:
                 break
             frames.append(f)
         read_error = reader.error
+        recorded = {}
+        if args.compare_topic:
+            if args.compare_topic not in reader.topics():
+                raise BagError(f'mask topic {args.compare_topic} is not in {args.bag}; its '
+                               f'topics: {reader.describe_topics()}')
+            try:
+                recorded = {f.stamp: message_to_mask(f.msg)
+                            for f in reader.messages(args.compare_topic)}
+            except ImageError as exc:
+                raise BagError(f'{args.compare_topic}: {exc}') from None
     if not frames:
         raise BagError(f'no frames on {topic} in {args.bag}')
     messages = []
@@ -74,10 +90,12 @@ def replay(args, client) -> dict:
     else:  # the recorded timing
         pace = [(f.timestamp - frames[0].timestamp) / 1e9 for f in frames]
     t0 = time.monotonic()
-    sent = len(client.drive(messages, pace, timeout=args.timeout))
+    sent = client.drive(messages, pace, timeout=args.timeout)
     time.sleep(1.2)  # one more diagnostics period
     received = client.received['mask'].count
     diag = client.last_status(status_name(args.namespace))
+    comparison = compare(client, sent, frames, recorded) if args.compare_topic else None
+    sent = len(sent)
     return {
         'bag': str(args.bag), 'topic': topic,
         'pace': 'lockstep' if args.lockstep else (f'{args.rate} Hz' if args.rate
@@ -88,7 +106,28 @@ def replay(args, client) -> dict:
         'duration_s': time.monotonic() - t0,
         'latency': summarize_ms(client.latencies('mask')),
         'bag_read_error': read_error,
+        'recorded_masks': comparison,
     }
+
+
+def compare(client, sent: list, frames: list, recorded: dict) -> dict:
+    """Live masks against the recorded ones of the same frames (by the frame's recorded
+    stamp): frames compared and the share of equal pixels over them."""
+    original = {(m.header.stamp.sec, m.header.stamp.nanosec): f.stamp
+                for m, f in zip(sent, frames)}
+    equal = total = compared = 0
+    with client.lock:
+        live = list(client.received['mask'].messages)
+    for mask in live:
+        want = recorded.get(original.get((mask.header.stamp.sec, mask.header.stamp.nanosec)))
+        got = message_to_mask(mask)
+        if want is None or want.shape != got.shape:
+            continue
+        compared += 1
+        equal += int((want == got).sum())
+        total += got.size
+    return {'frames_compared': compared,
+            'pixel_agreement': equal / total if total else None}
 
 
 def main(argv=None) -> int:
@@ -105,7 +144,8 @@ def main(argv=None) -> int:
                                ros_args=ros_args)
             node.wait_ready(timeout=600)
         rclpy.init()
-        client = SegmentationClient(namespace=args.namespace, keep=False, name='replay_bag')
+        client = SegmentationClient(namespace=args.namespace, keep=bool(args.compare_topic),
+                                    name='replay_bag')
         try:
             client.wait_for_node(timeout=30)
             result = replay(args, client)
@@ -125,6 +165,11 @@ def main(argv=None) -> int:
     if lat['mean_ms'] is not None:
         print(f'end-to-end latency: mean {lat["mean_ms"]:.1f} ms, median '
               f'{lat["median_ms"]:.1f}, p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}')
+    cmp = result['recorded_masks']
+    if cmp is not None:
+        agreement = 'n/a' if cmp['pixel_agreement'] is None else \
+            f'{100 * cmp["pixel_agreement"]:.2f}% of pixels equal'
+        print(f'against {args.compare_topic}: {cmp["frames_compared"]} frames, {agreement}')
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if result['bag_read_error']:
