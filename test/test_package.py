@@ -107,7 +107,7 @@ def test_launch_spec_plain_managed_profile_and_camera_info():
     assert plain['executable'] == 'segmentation_node' and plain['parameters'] == {}
     assert plain['remappings'] == [('image', 'image'), ('image/compressed', 'image/compressed')]
     assert plain['env'][profiles_variable()].endswith('config/fastdds.xml')
-    assert '{time}' in plain['env']['RCUTILS_CONSOLE_OUTPUT_FORMAT']
+    assert '{date_time_with_ms}' in plain['env']['RCUTILS_CONSOLE_OUTPUT_FORMAT']
     managed = node_spec({'managed': 'true', 'image': '/cam/image_raw', 'dds_profile': '',
                          'image_transport': 'compressed'})
     assert managed['executable'] == 'managed_segmentation_node'

@@ -25,6 +25,30 @@ def blocks() -> list[tuple[str | None, str]]:
     return [(m.group(2), m.group(3)) for m in BLOCK.finditer((REPO / 'README.md').read_text())]
 
 
+def test_readme_renders_under_commonmark():
+    """Parsed as GitHub renders it (CommonMark with tables, markdown-it-py): every code
+    fence closes on a fence line of its own, no section heading lands inside a code block,
+    and every table row renders as a table."""
+    from markdown_it import MarkdownIt
+    lines = (REPO / 'README.md').read_text().splitlines()
+    tokens = MarkdownIt('commonmark').enable('table').parse('\n'.join(lines))
+    fences = [t for t in tokens if t.type == 'fence']
+    assert fences, 'no code block parsed'
+    for t in fences:
+        start, end = t.map
+        closing = lines[end - 1].strip() if end <= len(lines) else ''
+        assert end - start >= 2 and closing == t.markup, \
+            f'the code block opened on line {start + 1} does not close on a fence line ' \
+            f'of its own (it runs to line {end}: {closing[:60]!r})'
+        headings = [line for line in t.content.splitlines() if re.match(r'#{2,} ', line)]
+        assert not headings, f'headings inside the code block of line {start + 1}: {headings}'
+    in_table = {i for t in tokens if t.type == 'table_open' for i in range(*t.map)}
+    in_code = {i for t in fences for i in range(*t.map)}
+    rows = [i + 1 for i, line in enumerate(lines)
+            if line.startswith('|') and i not in in_table and i not in in_code]
+    assert not rows, f'table rows that do not render as a table, lines {rows}'
+
+
 def test_every_bash_block_is_marked():
     unmarked = [body.splitlines()[0] for marker, body in blocks() if marker is None]
     assert not unmarked, f'README bash blocks without a README test marker: {unmarked}'

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from enet_ros import adaptation, model
 from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
+from enet_ros.threads import use_threads_for_this_process
 from training import checkpoint, datasets
 from enet_ros.tools.cli import add_adapt_arg, add_model_args
 
@@ -146,6 +147,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
 
 
 def main(args: argparse.Namespace) -> dict:
+    use_threads_for_this_process('training.evaluate')
     segmenter = Segmenter(args.weights, args.device, args.precision, args.backend,
                           adapt=args.adapt)
     data = datasets.build(args.dataset, args.root, args.splits, limit=args.limit)

@@ -17,6 +17,7 @@ import yaml
 
 from enet_ros import topics
 from enet_ros.dds import PACKAGE_ROOT, profiles_variable, share_file
+from enet_ros.launch_args import LOG_FORMAT
 from enet_ros.image_codec import array_to_fields
 
 def ros_env(base: dict | None = None) -> dict:
@@ -26,6 +27,7 @@ def ros_env(base: dict | None = None) -> dict:
     env.setdefault(profiles_variable(), str(share_file('config/fastdds.xml')))
     env.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
     env.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    env.setdefault('RCUTILS_CONSOLE_OUTPUT_FORMAT', LOG_FORMAT)  # as the launch file does
     env['PYTHONUNBUFFERED'] = '1'
     return env
 
@@ -33,6 +35,11 @@ def ros_env(base: dict | None = None) -> dict:
 def apply_ros_env() -> None:
     """Set ros_env() in this process; call before rclpy.init()."""
     os.environ.update(ros_env())
+
+
+# what the node logs while it starts, shown by tools that start it
+STARTUP_STEPS = ('loading ', 'compiling the network', 'compiled in', 'not writable',
+                 'discarding cached', 'first inference', 'threads: ')
 
 
 class NodeProcess:
@@ -60,11 +67,21 @@ class NodeProcess:
             self._log.flush()
         return self.log_path.read_text(errors='replace')
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
-        """Block until the node logs that it listens (after loading and warm-up)."""
+    def wait_ready(self, timeout: float = 120.0, progress: str | None = None) -> None:
+        """Block until the node logs that it listens (after loading and warm-up). With
+        ``progress`` (a tool's name), echo the node's start-up steps on stdout meanwhile:
+        loading, compiling (a first start's compile takes a while) and warm-up."""
         deadline = time.monotonic() + timeout
+        shown = 0
         while time.monotonic() < deadline:
-            if 'listening on' in self.log():
+            log = self.log()
+            if progress:
+                lines = log.splitlines()
+                for line in lines[shown:]:
+                    if any(k in line for k in STARTUP_STEPS):
+                        print(f'{progress}: node: {line.split("]: ", 1)[-1]}', flush=True)
+                shown = len(lines) - (0 if log.endswith('\n') else 1)
+            if 'listening on' in log:
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(f'node exited with {self.proc.returncode}:\n{self.log()}')

@@ -113,13 +113,18 @@ def main(argv=None) -> int:
           flush=True)
     t0 = time.monotonic()
     with NodeProcess(params, log_path=args.output / 'node.log') as node:
-        node.wait_ready(timeout=600)
+        node.wait_ready(timeout=600, progress='demo')
         startup = time.monotonic() - t0
+        for line in node.log().splitlines():
+            if 'threads: CPU shared' in line:
+                print(f'demo: the node says {line.split("threads: ", 1)[1]}', flush=True)
         rclpy.init()
         client = SegmentationClient(outputs=('mask', 'overlay', 'color_mask'),
                                     reliable_input=True, name='enet_demo')
         try:
             client.wait_for_node()
+            print(f'demo: playing {len(frames)} frames x {args.loops} passes at '
+                  f'{args.rate:g} Hz', flush=True)
             msgs = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
             sent = [(k // len(frames), k % len(frames),
                      (m.header.stamp.sec, m.header.stamp.nanosec)) for k, m in enumerate(msgs)]
@@ -135,6 +140,7 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
     _, meta = load_checkpoint(args.weights)
     panel = None
     written = 0
+    missing = []  # frame indices without an overlay
     for kind in ('overlay', 'color_mask'):
         by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m
                     for m in client.received[kind].messages}
@@ -142,6 +148,8 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
         for _, i, stamp in sent:
             if stamp in by_stamp:
                 latest[i] = by_stamp[stamp]
+        if kind == 'overlay':
+            missing = [i for i in range(len(frames)) if i not in latest]
         for i, m in sorted(latest.items()):
             img = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
             if m.encoding == 'rgb8':
@@ -152,49 +160,72 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
             cv2.imwrite(str(args.output / f'{kind}_{i:04d}.png'), with_legend(img, panel))
             written += kind == 'overlay'
     windows = client.statuses(status_name())
-    diag = windows[-1] if windows else {}
+    # the figures come from the windows that saw frames (the last ones after the frames
+    # stopped are empty); the counters are totals, so the newest window has them all
+    busy = [w for w in windows if float(w.get('output_fps', 0) or 0) > 0]
+    seen = busy[-1] if busy else (windows[-1] if windows else {})
+    totals = windows[-1] if windows else {}
     stage_ms = {}
     for stage in ('preprocess', 'inference', 'postprocess'):
-        v = [float(w[f'{stage}_ms_mean']) for w in windows
+        v = [float(w[f'{stage}_ms_mean']) for w in busy
              if w.get(f'{stage}_ms_mean', 'nan') != 'nan']
         stage_ms[stage] = float(np.mean(v)) if v else float('nan')
     received = client.received['mask'].count
-    dropped = int(diag.get('frames_dropped', 0))
+    dropped = int(totals.get('frames_dropped', 0))
+    backend = seen.get('backend', args.backend)  # the backend the node chose
     summary = {
         'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
         'machine': f'{platform.node()} {platform.machine()} {platform.processor()}',
         'command': ' '.join(sys.argv),
-        'input': str(args.input), 'frames': len(frames), 'rate_hz': args.rate,
-        'frames_sent': len(sent), 'masks_received': received,
+        'input': str(args.input), 'frames': len(frames), 'passes': args.loops,
+        'rate_hz': args.rate, 'frames_sent': len(sent), 'masks_received': received,
         'frames_dropped_by_node': dropped, 'overlays_written': written,
-        'node_startup_s': round(startup, 2), 'compile': compile_line(node_log, args.backend),
+        'frames_without_overlay': missing,
+        'model': f'{seen.get("model", "?")} on {seen.get("device", "?")} '
+                 f'{seen.get("precision", "?")} {backend}',
+        'threads': seen.get('threads', '?'),
+        'node_startup_s': round(startup, 2), 'compile': compile_line(node_log, backend),
         'end_to_end_latency': summarize_ms(client.latencies('mask')),
         'node_stage_ms_mean': stage_ms,
-        'node_diagnostics': diag,
+        'node_diagnostics': seen,
     }
     (args.output / 'summary.json').write_text(json.dumps(summary, indent=2))
-    lat = summary['end_to_end_latency']
-    lines = [f'enet_ros demo, {summary["date"]}',
-             f'model: {diag.get("model", "?")} on {diag.get("device", "?")} '
-             f'{diag.get("precision", "?")} {diag.get("backend", "?")}',
-             f'node start-up (load + warm-up): {startup:.1f} s; '
-             f'{compile_line(node_log, diag.get("backend", args.backend))}',
-             f'frames sent {len(sent)} at {args.rate:g} Hz, masks received {received}, '
-             f'dropped by node {dropped}',
-             'end-to-end latency (publish -> mask received): ' + (
-                 f'mean {lat["mean_ms"]:.1f} ms, median {lat["median_ms"]:.1f}, '
-                 f'p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}' if lat['mean_ms'] else
-                 'none'),
-             'node stages (mean of per-second means): ' + ', '.join(
-                 f'{k} {v:.1f} ms' for k, v in stage_ms.items()),
-             f'wrote {written} overlays and colour masks (with a legend), legend.png and '
-             f'summary.json to {args.output}/']
+    lines = summary_lines(summary, args.output)
     (args.output / 'summary.txt').write_text('\n'.join(lines) + '\n')
     print('\n'.join(lines))
+    for i in missing:
+        print(f'demo: no overlay for frame {i}: its mask never arrived in any of the '
+              f'{args.loops} passes (dropped by the node each time, or lost)', file=sys.stderr)
     if received == 0 or received + dropped < len(sent):
         print(f'demo: {len(sent) - received - dropped} frames unaccounted for', file=sys.stderr)
         return 1
     return 0
+
+
+def summary_lines(s: dict, output: Path) -> list[str]:
+    """summary.txt, every figure read from the summary.json record."""
+    lat, stages = s['end_to_end_latency'], s['node_stage_ms_mean']
+    period_ms = 1000 / s['rate_hz']
+    lines = [f'enet_ros demo, {s["date"]}',
+             f'model: {s["model"]}; threads: {s["threads"]}',
+             f'node start-up (load + warm-up): {s["node_startup_s"]:.1f} s; {s["compile"]}',
+             f'frames sent {s["frames_sent"]} ({s["frames"]} frames x {s["passes"]} passes) '
+             f'at {s["rate_hz"]:g} Hz, masks received {s["masks_received"]}, dropped by the '
+             f'node {s["frames_dropped_by_node"]}']
+    if s['frames_dropped_by_node']:
+        lines.append(f'  (the node segments only the newest frame: a frame that arrives while '
+                     f'the network is busy with the previous one replaces it; here inference '
+                     f'took {stages["inference"]:.0f} ms a frame against a frame every '
+                     f'{period_ms:.0f} ms)')
+    lines += ['end-to-end latency (publish -> mask received): ' + (
+                  f'mean {lat["mean_ms"]:.1f} ms, median {lat["median_ms"]:.1f}, '
+                  f'p95 {lat["p95_ms"]:.1f}, max {lat["max_ms"]:.1f}' if lat['mean_ms'] else
+                  'none'),
+              'node stages (mean of per-second means): ' + ', '.join(
+                  f'{k} {v:.1f} ms' for k, v in stages.items()),
+              f'wrote {s["overlays_written"]} overlays and colour masks (with a legend), '
+              f'legend.png and summary.json to {output}/']
+    return lines
 
 
 if __name__ == '__main__':

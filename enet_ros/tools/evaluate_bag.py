@@ -33,6 +33,7 @@ from enet_ros.image_codec import ImageError, message_to_array, message_to_mask
 from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
+from enet_ros.threads import use_threads_for_this_process
 from enet_ros.tools.cli import add_adapt_arg, add_model_args
 
 IGNORE = 255
@@ -47,7 +48,7 @@ def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('bag', type=Path, help='rosbag2 directory (or a file inside it)')
     p.add_argument('--topic', help='image topic (default: the only image topic)')
-    add_model_args(p, backend='eager')  # no compile wait for a one-off run
+    add_model_args(p)  # what the node runs: the fastest backend verified at start
     add_adapt_arg(p)  # the drive's frames with their header stamps
     gt = p.add_mutually_exclusive_group()
     gt.add_argument('--label-topic', help='mono8 class-id images, matched by header stamp')
@@ -301,6 +302,7 @@ def _print(result, metrics, skipped) -> None:
 
 def main(argv=None) -> int:
     args = get_args(argv)
+    use_threads_for_this_process('evaluate_bag')
     try:
         return evaluate_bag(args)
     except (BagError, LabelError, CheckpointError, SegmenterError) as exc:

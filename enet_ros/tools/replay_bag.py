@@ -142,7 +142,7 @@ def main(argv=None) -> int:
             node = NodeProcess({'model_path': args.weights, 'device': args.device,
                                 'precision': args.precision, 'backend': args.backend},
                                ros_args=ros_args)
-            node.wait_ready(timeout=600)
+            node.wait_ready(timeout=600, progress='replay_bag')
         rclpy.init()
         client = SegmentationClient(namespace=args.namespace, keep=bool(args.compare_topic),
                                     name='replay_bag')
