@@ -664,7 +664,7 @@ def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
         levels = []
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            c.publish(bad, encoding='yuv422')
+            c.publish(bad, encoding='16UC1')  # a depth image on the camera topic
             status, _ = diag_values(c, status_name('/silent'))
             if status is not None:
                 levels.append((status.level, status.message))
@@ -673,7 +673,7 @@ def test_no_mask_out_turns_diagnostics_to_error(weights, ros):
                                    name=status_name('/silent'))
     assert status.level == status.ERROR, levels
     assert 'no mask published' in status.message
-    assert "unsupported encoding 'yuv422'" in status.message
+    assert "unsupported encoding '16UC1'" in status.message
     assert all(level != status.OK for level, _ in levels), levels
 
 
