@@ -23,6 +23,7 @@ frames, publishing the previous one) could run meanwhile.
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import io
 import os
@@ -68,6 +69,59 @@ def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class CompileError(RuntimeError):
+    """The network could not be compiled; the message says why and what to do."""
+
+
+def _temporary_cache() -> Path:
+    return Path(tempfile.mkdtemp(prefix='enet_ros_cache_'))
+
+
+def _no_space(exc: BaseException) -> str | None:
+    """'No space left on device' where ``exc`` or what caused it says so, else None."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return f'{type(exc).__name__}: {exc.strerror}'
+        if 'No space left on device' in str(exc):
+            return 'the compiler: No space left on device'
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _remove_partial(path: Path) -> None:
+    """A package (and checksum) that a failed build may have left: never loaded later."""
+    for left in (path, path.with_name(path.name + '.sha256'),
+                 *path.parent.glob(f'.{path.stem}.*.tmp*')):
+        left.unlink(missing_ok=True)
+
+
+def _build(net: torch.nn.Module, examples: tuple, path: Path, threads: int) -> None:
+    """Export, compile with ``threads`` threads and write the package and its checksum
+    atomically, inductor's intermediate files beside it (``inductor/``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    caller_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    saved = os.environ.get('TORCHINDUCTOR_CACHE_DIR')
+    os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(path.parent.parent / 'inductor')
+    try:
+        # freezing constant-folds the weights, prepacks them for oneDNN and fuses
+        # activations into the convolutions; inductor applies it only with gradients off
+        # (under inference_mode the export would keep the weights as inputs it cannot fold)
+        with torch.no_grad():
+            program = torch.export.export(net, tuple(examples))
+            _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
+                program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
+        digest = _sha256(path.read_bytes())
+        _write_atomic(path.with_name(path.name + '.sha256'),
+                      lambda p: p.write_text(digest + '\n'))
+    finally:
+        torch.set_num_threads(caller_threads)
+        if saved is None:  # the process's environment as it was
+            os.environ.pop('TORCHINDUCTOR_CACHE_DIR', None)
+        else:
+            os.environ['TORCHINDUCTOR_CACHE_DIR'] = saved
 
 
 class Package:
@@ -185,14 +239,7 @@ def compile_ahead(net: torch.nn.Module, examples: tuple[torch.Tensor, ...], key:
     name = f'enet-{key}-t{threads}.pt2'
     path = cache / 'aoti' / name
     problem = _writable(cache / 'aoti') or _writable(cache / 'inductor')
-    if problem is None:
-        os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', str(cache / 'inductor'))
-    else:
-        tmp = tempfile.mkdtemp(prefix='enet_ros_cache_')
-        os.environ['TORCHINDUCTOR_CACHE_DIR'] = str(Path(tmp) / 'inductor')
-        warn(f'cache {cache} is not writable ({problem}); compiling into {tmp} for this run '
-            f'only: set ENET_ROS_CACHE to a writable folder to keep the compiled model')
-    if path.exists():
+    if path.exists():  # a read-only cache may still hold a good package
         fn, why = _load_verified(path, check)
         if fn is not None:
             return fn
@@ -201,27 +248,35 @@ def compile_ahead(net: torch.nn.Module, examples: tuple[torch.Tensor, ...], key:
             for stale in (path, path.with_name(path.name + '.sha256')):
                 stale.unlink(missing_ok=True)
     if problem is not None:
-        path = Path(tmp) / name
+        folder = _temporary_cache()
+        warn(f'cache {cache} is not writable ({problem}); compiling into {folder} for this '
+             f'run only: set ENET_ROS_CACHE to a writable folder to keep the compiled model')
+        path = folder / 'aoti' / name
     info(f'compiling the network for {tuple(examples[0].shape)} {str(examples[0].dtype)[6:]} '
-        f'(once; cached in {path.parent})')
+         f'(once, on the first start with these weights and sizes; cached in {path.parent})')
     t = time.perf_counter()
-    # freezing constant-folds the weights, prepacks them for oneDNN and fuses activations
-    # into the convolutions; inductor applies it only with gradients off (under
-    # inference_mode the export would keep the weights as inputs it cannot fold)
-    caller_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        with torch.no_grad():
-            program = torch.export.export(net, tuple(examples))
-            _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
-                program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
-    finally:
-        torch.set_num_threads(caller_threads)
-    digest = _sha256(path.read_bytes())
-    _write_atomic(path.with_name(path.name + '.sha256'), lambda p: p.write_text(digest + '\n'))
+        _build(net, examples, path, threads)
+    except Exception as exc:  # a disk that fills during the compile: the C++ compiler
+        full = _no_space(exc)  # says so in a long error, or a write raises ENOSPC
+        if full is None or problem is not None:
+            raise
+        _remove_partial(path)
+        folder = _temporary_cache()
+        warn(f'cache {cache} ran out of disk space while compiling ({full}); compiling into '
+             f'{folder} for this run only: free space there or set ENET_ROS_CACHE to a '
+             f'folder with room to keep the compiled model')
+        path = folder / 'aoti' / name
+        try:
+            _build(net, examples, path, threads)
+        except Exception as again:
+            if _no_space(again) is None:
+                raise
+            raise CompileError(f'no disk space to compile the network, in {cache} nor in '
+                               f'{folder.parent}: free space, or use backend eager') from None
     info(f'compiled in {time.perf_counter() - t:.1f} s')
     fn, why = _load_verified(path, check)
     if fn is None:
-        raise RuntimeError(f'the freshly compiled network failed its check ({why}); '
+        raise CompileError(f'the freshly compiled network failed its check ({why}); '
                            f'use backend eager')
     return fn

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from enet_ros.adaptation import Adapter
-from enet_ros.aoti_cache import compile_ahead
+from enet_ros.aoti_cache import compile_ahead, CompileError
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
 from enet_ros.model import Adjustments, check_input_size, fuse_for_inference
@@ -277,7 +277,11 @@ class Segmenter:
                     raise ValueError(f'class ids agree with the eager network on {same:.1f}% '
                                      f'of a reference frame')
 
-            self.net = compile_ahead(eager, example, digest.hexdigest()[:20], check, info, warn)
+            try:
+                self.net = compile_ahead(eager, example, digest.hexdigest()[:20], check, info,
+                                         warn)
+            except CompileError as exc:
+                raise SegmenterError(str(exc)) from None
         palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
         palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
         # one 256-entry lookup table per output channel, per channel order

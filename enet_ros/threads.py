@@ -99,7 +99,8 @@ class ThreadChooser:
         self.median: dict[int, float] = {}  # threads -> median of its last full window
         self.samples: list[float] = []
         self.trial_from: int | None = None  # the count a running trial will be compared to
-        self.last_change = clock()
+        self.last_change: float | None = None  # set by the first frame: the first trial
+        # waits probe_s of serving, not of loading and waiting for a camera
         self.reason = reason or ('fixed by num_threads' if fixed else f'{most} usable CPUs')
 
     def _switch(self, threads: int, reason: str) -> None:
@@ -110,6 +111,8 @@ class ThreadChooser:
     def record(self, seconds: float) -> int:
         if len(self.options) == 1:
             return self.threads
+        if self.last_change is None:
+            self.last_change = self.clock()
         if self.trial_from is not None:
             before = self.median.get(self.trial_from)
             if before is not None and seconds > 2 * before:  # the trial is losing badly

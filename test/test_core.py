@@ -488,7 +488,7 @@ def test_thread_chooser_leaves_a_contended_team_and_returns_when_it_pays():
     now = [0.0]
     frame_ms = {2: 20.0, 1: 36.0}  # idle: two threads win
 
-    def run(frames):
+    def run_with(chooser, frames):
         seen = []
         for _ in range(frames):
             seen.append(chooser.threads)
@@ -496,6 +496,9 @@ def test_thread_chooser_leaves_a_contended_team_and_returns_when_it_pays():
             now[0] += ms / 1e3
             chooser.record(ms / 1e3)
         return seen
+
+    def run(frames):
+        return run_with(chooser, frames)
 
     chooser = ThreadChooser(2, window=4, probe_s=1.0, clock=lambda: now[0])
     seen = run(200)
@@ -507,6 +510,13 @@ def test_thread_chooser_leaves_a_contended_team_and_returns_when_it_pays():
     assert seen.count(2) <= 4 + 5, seen.count(2)
     pinned = ThreadChooser(2, fixed=2, window=4, probe_s=0.0)
     assert all(pinned.record(0.9) == 2 for _ in range(20))
+    # started at 1 (the CPU was shared at start), after a long load and a wait for the
+    # camera: no trial of 2 threads before probe_s of frames
+    started = ThreadChooser(2, window=4, probe_s=1.0, clock=lambda: now[0], start=1,
+                            reason='CPU shared')
+    now[0] += 100.0
+    assert started.threads == 1 and started.reason == 'CPU shared'
+    assert run_with(started, frames=20) == [1] * 20  # 0.72 s of frames
 
 
 # -- camera stats (what diagnostics are made of) -----------------------------------------

@@ -542,6 +542,49 @@ def test_launch_managed_autostart_serves_a_driver_s_topics(weights, ros, tmp_pat
     assert 'Traceback' not in log, log
 
 
+@contextlib.contextmanager
+def small_filesystem(path: Path, options: str):
+    """A tmpfs mounted at ``path`` (``options``: e.g. size=1M, or ro): a disk that fills, or
+    one that cannot be written, for real. Needs root, as CI and the dev machines run."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.fail(f'cannot mount a tmpfs for this test (root needed): {done.stderr}')
+    try:
+        yield path
+    finally:
+        subprocess.run(['umount', '-l', str(path)], check=False)
+
+
+@pytest.mark.parametrize('disk', ['fills during the compile', 'read-only'])
+def test_compile_cache_on_a_full_or_read_only_disk(weights, ros, tmp_path, disk):
+    """The compile cache on a 1 MB disk that fills while the first start compiles, or on a
+    read-only one: one warning line naming the cache and what to do, the network compiled
+    into a temporary folder, the node serving masks equal to the eager network's, no
+    traceback; nothing half-written left in the cache for the next start."""
+    options = 'size=1M' if disk.startswith('fills') else 'ro,size=1M'
+    with small_filesystem(tmp_path / 'cache', options) as cache:
+        env = {**os.environ, 'ENET_ROS_CACHE': str(cache)}
+        env.pop('TORCHINDUCTOR_CACHE_DIR', None)
+        with serving({'model_path': str(weights), 'backend': 'compile', 'precision': 'fp32',
+                      'input_reliability': 'reliable'}, '/fullcache', env=env,
+                     reliable_input=True) as (proc, c):
+            img = np.random.default_rng(5).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+            c.publish(img)
+            assert c.wait('mask', 1, 30), proc.log()
+            log = proc.log()
+        left = sorted(str(p.relative_to(cache)) for p in cache.rglob('*.pt2*'))
+    warned = [line for line in log.splitlines() if f'cache {cache}' in line]
+    want = 'ran out of disk space' if disk.startswith('fills') else 'is not writable'
+    assert len(warned) == 1 and want in warned[0] and 'ENET_ROS_CACHE' in warned[0], log
+    assert 'Traceback' not in log and 'listening on' in log, log
+    assert left == [], left  # no package, whole or partial, for the next start to load
+    mask = np.frombuffer(c.received['mask'].messages[0].data, np.uint8).reshape(64, 96)
+    eager = Segmenter(weights, 'cpu', 'fp32', 'eager').segment(img)[0]
+    assert (mask == eager).mean() > 0.999
+
+
 def test_fastdds_default_segment_is_warned_about(tmp_path):
     from enet_ros.dds import profiles_variable, segment_warning
     assert 'default 0.5 MB shared-memory segment' in segment_warning({})
