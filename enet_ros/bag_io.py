@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from enet_ros.bag_salvage import SalvageReader
-from enet_ros.image_codec import array_to_fields, MASK_PNG_FORMAT, mask_to_png
+from enet_ros.image_codec import array_to_fields, MASK_PNG_FORMAT, mask_to_png, stamp_ns
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 
@@ -47,10 +47,6 @@ class BagFrame:
     timestamp: int
     stamp: int
     msg: object
-
-
-def stamp_ns(header) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
 class BagReader:

@@ -151,3 +151,14 @@ def assess(w: Window, now: float, budget: float, stale: float,
         return WARN, (f'latency {max(processing) * 1000:.0f} ms over budget '
                       f'{budget * 1000:.0f} ms'), values
     return OK, 'ok', values
+
+
+def status(w: Window, now: float, budget: float, stale: float,
+           watched: tuple[str | None, list[tuple[str, str]]],
+           about: list[tuple[str, str]]) -> tuple[int, str, list[tuple[str, str]]]:
+    """One camera's diagnostics status: level, message and key/values, from its window
+    (``assess``), the run-time watch's verdict on it (``watch.judge``: a doubt or None, and
+    its values) and ``about``, what the node says of itself (model, device, threads...)."""
+    doubt, seen = watched
+    level, message, values = assess(w, now, budget, stale, doubt)
+    return level, message, about + values + seen

@@ -23,6 +23,9 @@ from enet_ros.model import ARCHITECTURE, check_input_size, ENet
 
 FORMAT = 'enet_ros.checkpoint/1'
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / 'weights' / 'enet_camvid.pt'
+# the mask value of a pixel with no class: ground truth left unlabelled (void), and what
+# the node never predicts; every metric leaves it out
+NO_CLASS = 255
 
 
 class CheckpointError(RuntimeError):

@@ -35,6 +35,16 @@ COMPRESSED_FORMATS = ('jpeg', 'png')
 IMAGE_FILE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.bmp')  # what the tools read from folders
 
 
+def stamp_ns(header) -> int:
+    """A message header's stamp (rclpy's or a bag's) in nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def stamp_key(header) -> tuple[int, int]:
+    """(sec, nanosec) of a header: a hashable key that matches outputs to their inputs."""
+    return int(header.stamp.sec), int(header.stamp.nanosec)
+
+
 class ImageError(ValueError):
     """A frame that cannot be used; the message says what arrived and what is accepted."""
 

@@ -1,10 +1,12 @@
-"""The node's parameters, declared once: the node, its ``--help`` and the launch file's
-arguments read this table. Imports neither torch nor ROS (``rcl_interfaces`` only when
-a descriptor is built), so a launch file can read it cheaply."""
+"""The node's parameters, declared once: the node (``declare``), its ``--help``, the
+launch file's arguments and ``config/segmentation.yaml`` (checked against it by a test)
+read this table. Imports neither torch nor ROS (``rcl_interfaces`` only when a descriptor
+is built or a change is answered), so a launch file can read it cheaply."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 DEVICES = ('auto', 'cpu', 'cuda')
 PRECISIONS = ('auto', 'fp32', 'fp16', 'bf16')
@@ -24,6 +26,7 @@ class Param:
     choices: tuple[str, ...] = ()
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
+    from_model: bool = False  # declared once the weights are loaded, with their values
 
     def descriptor(self):
         from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -104,4 +107,60 @@ PARAMETERS = (
           'variation distance, 0-1); 1 = off.', float_range=(0.0, 1.0)),
     Param('max_image_pixels', 3840 * 2160, 'Frames with more pixels are rejected (protects '
           'memory and latency).', int_range=(1, 100_000_000)),
+    Param('class_names', [], 'Class names from the weights; mask value i is class_names[i].',
+          True, from_model=True),
+    Param('palette', None, 'Class colours from the weights, flattened r, g, b per class.',
+          True, from_model=True),
 )
+TABLE = {p.name: p for p in PARAMETERS}
+
+
+class ParameterError(ValueError):
+    """A parameter value the node cannot start with; the message names it and the choices."""
+
+
+def declare(node) -> SimpleNamespace:
+    """Declare every parameter but the weights' ones on ``node``; return the read-only
+    values (the start-up configuration), checked against their choices, with
+    ``compressed`` (which input transport) and ``cameras`` (a tuple) worked out."""
+    for param in PARAMETERS:
+        if not param.from_model:
+            node.declare_parameter(param.name, param.default, param.descriptor())
+    config = {}
+    for param in PARAMETERS:
+        if param.from_model:
+            continue
+        value = node.get_parameter(param.name).value
+        if param.choices and value not in param.choices:
+            raise ParameterError(f'parameter {param.name}={value!r} is not one of '
+                                 f'{", ".join(param.choices)}')
+        if param.read_only:
+            config[param.name] = value
+    config['compressed'] = config['input_compressed'] or \
+        config['image_transport'] == 'compressed'
+    config['cameras'] = cameras = tuple(config['cameras'] or [''])
+    if len(set(cameras)) != len(cameras):
+        raise ParameterError(f'parameter cameras lists a namespace twice: {list(cameras)}')
+    return SimpleNamespace(**config)
+
+
+def declare_model(node, class_names, palette) -> None:
+    """The weights' read-only parameters, once (a managed node configures again with the
+    same model_path)."""
+    values = {'class_names': list(class_names), 'palette': [v for c in palette for v in c]}
+    for name, value in values.items():
+        if not node.has_parameter(name):
+            node.declare_parameter(name, value, TABLE[name].descriptor())
+
+
+def check_change(params):
+    """The answer to a live change: refused, with the reason, where a value is not one of
+    its parameter's choices (ranges are checked by ROS from the descriptors)."""
+    from rcl_interfaces.msg import SetParametersResult
+    for param in params:
+        known = TABLE.get(param.name)
+        if known and known.choices and param.value not in known.choices:
+            *first, last = known.choices
+            return SetParametersResult(successful=False, reason=(
+                f'{param.name} must be {", ".join(first)} or {last}, got {param.value!r}'))
+    return SetParametersResult(successful=True)

@@ -282,7 +282,7 @@ class Segmenter:
                                          warn)
             except CompileError as exc:
                 raise SegmenterError(str(exc)) from None
-        palette = np.zeros((256, 3), dtype=np.uint8)  # id 255 (no class) stays black
+        palette = np.zeros((256, 3), dtype=np.uint8)  # NO_CLASS (255) stays black
         palette[:self.meta.num_classes] = np.asarray(self.meta.palette, dtype=np.uint8)
         # one 256-entry lookup table per output channel, per channel order
         self._luts = {'rgb': [palette[:, c].copy() for c in range(3)],

@@ -4,6 +4,7 @@ callback with the message alone and has no ``Subscription.CallbackType``: run as
 
 from rclpy.subscription import Subscription
 
+import enet_ros.camera_stream as stream_module
 import enet_ros.segmentation_node as node_module
 
 
@@ -13,7 +14,7 @@ def _message_only(self, value) -> None:  # Humble: the message alone, whatever t
 
 
 Subscription.callback = Subscription.callback.setter(_message_only)
-node_module.MESSAGE_INFO = False  # what the node sees on Humble: no CallbackType
+stream_module.MESSAGE_INFO = False  # what the node sees on Humble: no CallbackType
 
 if __name__ == '__main__':
     raise SystemExit(node_module.main())

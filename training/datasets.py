@@ -13,7 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IGNORE = 255
+from enet_ros.checkpoint import NO_CLASS
+
+IGNORE = NO_CLASS  # pixels the loss and the metrics leave out
 
 CAMVID_CLASSES = ('Sky', 'Building', 'Pole', 'Road', 'Pavement', 'Tree', 'SignSymbol',
                   'Fence', 'Car', 'Pedestrian', 'Bicyclist')

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from enet_ros.bag_io import BagError, BagReader, BagWriter
-from enet_ros.checkpoint import CheckpointError
+from enet_ros.checkpoint import CheckpointError, NO_CLASS
 from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array, message_to_mask
 from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
@@ -36,7 +36,7 @@ from enet_ros.adaptation import camera_time
 from enet_ros.threads import use_threads_for_this_process
 from enet_ros.tools.cli import add_adapt_arg, add_model_args
 
-IGNORE = 255
+IGNORE = NO_CLASS
 STAGES = ('preprocess', 'inference', 'postprocess', 'total')
 
 

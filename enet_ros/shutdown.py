@@ -1,0 +1,43 @@
+"""How the node's process stops on SIGINT and SIGTERM, whatever it is doing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+
+import rclpy
+
+# Set while a signal has nothing to stop but the process: until ``main`` has built the
+# node, and while a managed node's configure loads or compiles (``stop_on_signals``).
+LOADING = threading.Event()
+
+
+def leave_at_once() -> None:
+    """Exit now, without unwinding: for a stop while the network loads or compiles."""
+    rclpy.try_shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM stop the node, once.
+
+    rclpy's own handlers only shut the context down: a signal during the first compile
+    was then ignored until the compile ended, and the inference thread went on publishing
+    into the dead context. While ``LOADING`` is set (loading, compiling) the process
+    leaves at once: an exception raised inside the compiler can leave its fake-tensor mode
+    set and abort the process as it unwinds, and compile workers may still run in threads
+    that interpreter exit would wait for. Otherwise KeyboardInterrupt in the main thread
+    lets ``main`` stop the inference thread before it shuts rclpy down.
+    """
+    def handler(signum, frame):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+        if LOADING.is_set():
+            leave_at_once()
+        raise KeyboardInterrupt
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, handler)
