@@ -27,7 +27,7 @@ setup(
     entry_points={
         'console_scripts': [
             'segmentation_node = enet_ros.segmentation_node:main',
-            'managed_segmentation_node = enet_ros.segmentation_node:main_managed',
+            'managed_segmentation_node = enet_ros.managed_segmentation_node:main',
             'demo = enet_ros.tools.demo:main',
             'evaluate_bag = enet_ros.tools.evaluate_bag:main',
             'replay_bag = enet_ros.tools.replay_bag:main',

@@ -34,7 +34,7 @@ import tempfile
 import torch
 
 from benchmarks.core_speed import median_ms
-from benchmarks.report import header, publish, REPO, table
+from reporting.tables import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.model import fuse_for_inference
 from enet_ros.aoti_cache import compile_ahead

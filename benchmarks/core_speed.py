@@ -28,7 +28,7 @@ import time
 import numpy as np
 import torch
 
-from benchmarks.report import header, publish, REPO, table
+from reporting.tables import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.segmenter import keep_freed_memory, Segmenter
 

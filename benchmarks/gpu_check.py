@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from benchmarks.core_speed import segment_ms
-from benchmarks.report import header, publish, table
+from reporting.tables import header, publish, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint
 from enet_ros.segmenter import Segmenter
 

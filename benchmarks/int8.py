@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from benchmarks.core_speed import median_ms
-from benchmarks.report import header, publish, table
+from reporting.tables import header, publish, table
 from enet_ros.metrics import Evaluation
 from enet_ros.segmenter import MIN_AGREEMENT, Segmenter
 from training import checkpoint, datasets

@@ -27,13 +27,13 @@ import time
 import numpy as np
 
 from benchmarks.core_speed import reference_ms
-from benchmarks.report import header, publish, REPO, table
+from reporting.tables import header, publish, REPO, table
 from enet_ros.checkpoint import DEFAULT_WEIGHTS
 from enet_ros.camera_stats import STAGES
 from enet_ros.topics import status_name
 from enet_ros.dds import profiles_variable
 from enet_ros.tools.client import NodeProcess, ros_env, SegmentationClient
-from enet_ros.tools.cli import add_model_args
+from enet_ros.options import add_model_args
 
 SIZES = {'640x360': (360, 640), '1280x720': (720, 1280), '1920x1080': (1080, 1920)}
 

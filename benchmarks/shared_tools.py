@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.report import header, publish, REPO, table
+from reporting.tables import header, publish, REPO, table
 
 NEIGHBOUR = ('import torch\ntorch.set_num_threads(2)\na = torch.randn(768, 768)\n'
              'while True:\n    a = (a @ a).clamp_(-1, 1)\n')

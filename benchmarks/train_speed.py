@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.report import header, publish, table
+from reporting.tables import header, publish, table
 from enet_ros.model import ENet
 from training import datasets
 from training.augment import Augment

@@ -37,6 +37,7 @@ import zipfile
 import torch
 
 from enet_ros.threads import usable_cpus
+from enet_ros.torch_private import aoti_c_interface, aoti_compile_and_package, aoti_load_package
 
 
 def cache_dir() -> Path:
@@ -111,7 +112,7 @@ def _build(net: torch.nn.Module, examples: tuple, path: Path, threads: int) -> N
         # (under inference_mode the export would keep the weights as inputs it cannot fold)
         with torch.no_grad():
             program = torch.export.export(net, tuple(examples))
-            _write_atomic(path, lambda tmp_path: torch._inductor.aoti_compile_and_package(
+            _write_atomic(path, lambda tmp_path: aoti_compile_and_package(
                 program, package_path=str(tmp_path), inductor_configs={'freezing': True}))
         digest = _sha256(path.read_bytes())
         _write_atomic(path.with_name(path.name + '.sha256'),
@@ -129,11 +130,12 @@ class Package:
     AOTInductor's C interface: tensors in, a tuple of tensors out, without holding Python's
     global lock while it runs."""
 
-    _api = ctypes.pythonapi
-    _api.PyCapsule_GetPointer.restype = ctypes.c_void_p
-    _api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
-    _api.PyCapsule_New.restype = ctypes.py_object
-    _api.PyCapsule_New.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+    # prototypes of their own: setting restype/argtypes on ctypes.pythonapi's functions
+    # would change them for every other user in the process
+    _capsule_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+        ('PyCapsule_GetPointer', ctypes.pythonapi))
+    _new_capsule = ctypes.PYFUNCTYPE(ctypes.py_object, ctypes.c_void_p, ctypes.c_char_p,
+                                     ctypes.c_void_p)(('PyCapsule_New', ctypes.pythonapi))
 
     def __init__(self, package: bytes, folder: Path):
         with zipfile.ZipFile(io.BytesIO(package)) as archive:
@@ -186,12 +188,12 @@ class Package:
         # new tensor handles (references); the call takes them over
         capsules = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
         inputs = (ctypes.c_void_p * len(capsules))(
-            *[self._api.PyCapsule_GetPointer(c, None) for c in capsules])
+            *[self._capsule_pointer(c, None) for c in capsules])
         outputs = (ctypes.c_void_p * self.num_outputs)()
         self._call('run', self._lib.AOTInductorModelContainerRun, self._handle, inputs,
                    len(capsules), outputs, self.num_outputs, None, None)
         return tuple(torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
-            [self._api.PyCapsule_New(p, None, None) for p in outputs]))
+            [self._new_capsule(p, None, None) for p in outputs]))
 
     def __del__(self) -> None:
         handle = getattr(self, '_handle', None)
@@ -210,7 +212,8 @@ def _load_verified(path: Path, check) -> tuple[Package | None, str]:
     if _sha256(package) != expected:
         return None, 'its bytes do not match the checksum written when it was built'
     try:
-        fn = Package(package, path.parent)
+        fn = Package(package, path.parent) if aoti_c_interface() else \
+            aoti_load_package(str(path))
         if check is not None:
             check(fn)
     except Exception as exc:  # a package for other shapes, or a failed self-check

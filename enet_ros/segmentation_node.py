@@ -20,7 +20,6 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 from std_msgs.msg import String
@@ -51,6 +50,7 @@ class Segmentation:
     segmenter = None
     cameras: tuple = ()
     pipeline = None
+    managed = False  # the lifecycle node (managed_segmentation_node) says True
 
     def setup(self) -> None:
         """Parameters, read once; warnings about them and the middleware."""
@@ -246,68 +246,10 @@ class SegmentationNode(Segmentation, Node):
         self.serve()
 
 
-class ManagedSegmentationNode(Segmentation, LifecycleNode):
-    """The managed (lifecycle) node, as Nav2 and Autoware run perception: configure loads
-    the weights and compiles, activate subscribes and publishes, deactivate stops without
-    freeing, cleanup frees, shutdown ends. Same parameters and topics as the plain node;
-    ``autostart`` configures and activates it at start."""
-
-    def __init__(self, **kwargs):
-        super().__init__(topics.NODE_NAME, **kwargs)
-        self.setup()
-        if self.config.autostart:
-            self.bring_up()
-
-    def bring_up(self) -> None:
-        """configure, then activate (parameter ``autostart``). A failed step is logged and
-        leaves the node where it stopped, so a lifecycle manager or a user can still act."""
-        for step, trigger in (('configure', self.trigger_configure),
-                              ('activate', self.trigger_activate)):
-            if trigger() != TransitionCallbackReturn.SUCCESS:
-                self.get_logger().error(f'autostart: {step} failed' + (
-                    '; the node stays unconfigured' if step == 'configure' else ''))
-                return
-        self.get_logger().info('autostart: configured and active')
-
-    def on_configure(self, state) -> TransitionCallbackReturn:
-        loading = LOADING.is_set()  # already set while an autostart runs in main's start-up
-        LOADING.set()
-        try:
-            self.load()
-        except START_ERRORS as exc:
-            self.get_logger().error(f'configure failed: {exc}')
-            return TransitionCallbackReturn.FAILURE
-        finally:
-            if not loading:
-                LOADING.clear()
-        self.open_outputs()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_activate(self, state) -> TransitionCallbackReturn:
-        self.serve()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_deactivate(self, state) -> TransitionCallbackReturn:
-        self.stop_serving()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_cleanup(self, state) -> TransitionCallbackReturn:
-        self.close_outputs()
-        self.unload()
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_shutdown(self, state) -> TransitionCallbackReturn:
-        self.shutdown()
-        if self.cameras:
-            self.close_outputs()
-        self.unload()
-        return TransitionCallbackReturn.SUCCESS
-
-
 def main(args=None, node_class=SegmentationNode) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
-    managed = node_class is ManagedSegmentationNode
+    managed = node_class.managed
     if '-h' in own or '--help' in own:
         print(topics.usage(managed))
         return 0
@@ -341,11 +283,6 @@ def main(args=None, node_class=SegmentationNode) -> int:
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
-
-
-def main_managed(args=None) -> int:
-    """The managed node: it starts unconfigured and waits for lifecycle transitions."""
-    return main(args, ManagedSegmentationNode)
 
 
 if __name__ == '__main__':

@@ -41,6 +41,7 @@ import torch
 
 from enet_ros.adaptation import Adapter
 from enet_ros.aoti_cache import compile_ahead, CompileError
+from enet_ros.torch_private import mkldnn_bf16_supported
 from enet_ros.checkpoint import DEFAULT_WEIGHTS, load_checkpoint, ModelMeta
 from enet_ros import model as model_module
 from enet_ros.model import Adjustments, check_input_size, fuse_for_inference
@@ -49,9 +50,6 @@ from enet_ros.parameters import BACKENDS, DEVICES, PRECISIONS
 DTYPES = {'fp32': torch.float32, 'fp16': torch.float16, 'bf16': torch.bfloat16}
 MIN_AGREEMENT = 99.0  # percent of pixels whose class id matches fp32
 
-# Frames arrive as read-only views on message buffers; the core never writes to them
-# (every step makes a new tensor), so torch's warning about that is noise.
-warnings.filterwarnings('ignore', message='The given NumPy array is not writable')
 
 
 class SegmenterError(RuntimeError):
@@ -107,7 +105,7 @@ def native_bf16() -> bool:
     except OSError:
         return False
     return bool(flags & {'avx512_bf16', 'amx_bf16', 'bf16'}) and \
-        bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        mkldnn_bf16_supported()
 
 
 def resolve_precision(precision: str, device: torch.device,
@@ -234,6 +232,11 @@ class Segmenter:
         self.device = resolve_device(device)
         if self.device.type == 'cpu':
             keep_freed_memory()
+        # Frames arrive as read-only views on message buffers; the core never writes to
+        # them (every step makes a new tensor), so torch's warning about that, raised where
+        # this module hands a frame to torch, is noise
+        warnings.filterwarnings('ignore', message='The given NumPy array is not writable',
+                                module=r'enet_ros\.segmenter')
         model, self.meta = load_checkpoint(model_path)
         self.model_path = Path(model_path)
         self.precision, self.precision_reason = resolve_precision(precision, self.device,

@@ -270,6 +270,28 @@ def test_package_is_compiled_with_every_usable_cpu(weights, tmp_path, monkeypatc
     assert package.name.endswith(f'-t{usable_cpus()}.pt2')
 
 
+def test_private_torch_interfaces_fall_back_outside_the_checked_versions(weights,
+                                                                         monkeypatch):
+    """A torch release outside torch_private.CHECKED loads the compiled package with
+    torch's own loader instead of AOTInductor's C interface: same class ids."""
+    from enet_ros import aoti_cache, torch_private
+    assert torch_private.checked_version('2.13.0+cpu')
+    assert not torch_private.checked_version('2.15.0') and \
+        not torch_private.checked_version('2.10.1')
+    assert not torch_private.checked_version('nightly')
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+    x, bias = torch.randn(1, 3, 8, 8), torch.randn(4)
+    monkeypatch.setattr(torch_private, 'checked_version', lambda *a: False)
+    torch.testing.assert_close(torch_private.conv_forward(conv, x, bias),
+                               conv._conv_forward(x, conv.weight, bias))
+    monkeypatch.setattr(aoti_cache, 'aoti_c_interface', lambda: False)
+    seg, _ = _compiled(weights)
+    assert not isinstance(seg.net, aoti_cache.Package)
+    eager = Segmenter(weights, 'cpu', 'fp32', 'eager')
+    img = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    assert (seg.segment(img)[0] == eager.segment(img)[0]).mean() > 0.999
+
+
 def test_cached_package_for_another_size_is_discarded(weights, tmp_path, monkeypatch):
     """A package (and its checksum) built for another input size, copied under the name
     this start expects: it fails the reference-frame check and is rebuilt."""

@@ -458,7 +458,7 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     gets none; a rung whose run on one drive is still in progress gets the other drive's
     figure, no mean, and the unfinished run's epochs; the seed-noise sentence gives the gap
     between each rung and its seed repeat, drive by drive."""
-    from benchmarks import report
+    from reporting import tables as report
     from training import ablation
     tiny = ['--input-size', '48', '64', '--batch-size', '2', '--max-steps', '1', '--threads', '1']
     stage = ['--init', 'A-base']

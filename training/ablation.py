@@ -261,7 +261,7 @@ def table(args: argparse.Namespace) -> str:
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
                      f'{acc} | {adapt} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
                      f'{checkpoint.DEVICE_SEP.join(devices)} |')
-    from benchmarks.report import header, publish
+    from reporting.tables import header, publish
     gaps = seed_gaps(measured)
     text = '\n'.join([
         header('Recipe ablation on held-out CamVid drives'),

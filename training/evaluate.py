@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 import re
 import tempfile
+from unittest import mock
 
 import numpy as np
 from tqdm import tqdm
@@ -27,7 +28,7 @@ from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
 from enet_ros.threads import use_threads_for_this_process
 from training import checkpoint, datasets
-from enet_ros.tools.cli import add_adapt_arg, add_model_args
+from enet_ros.options import add_adapt_arg, add_model_args
 
 CAMVID_FPS = 30.0  # CamVid's video rate: labelled frames are 30 (0016E5 val: 2) apart
 
@@ -88,8 +89,6 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
     from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as ev
     from cityscapesscripts.helpers.labels import trainId2label
     import cv2
-    if not hasattr(np, 'in1d'):  # cityscapesscripts 2.3 calls np.in1d, removed in NumPy 2.4
-        np.in1d = np.isin
     args = ev.args
     args.evalInstLevelScore = True
     args.evalPixelAccuracy = False
@@ -108,7 +107,9 @@ def cityscapes_instance_metrics(segmenter: Segmenter, dataset) -> dict:
             preds.append(str(out))
             gts.append(str(label_path))
         args.exportFile = str(Path(tmp) / 'result.json')
-        result = ev.evaluateImgLists(preds, gts, args)
+        # cityscapesscripts 2.3 calls np.in1d, removed in NumPy 2.4: lent for this call only
+        with mock.patch.object(np, 'in1d', np.isin, create=True):
+            result = ev.evaluateImgLists(preds, gts, args)
     return {'iiou': 100 * float(result['averageScoreInstClasses']),
             'category_iou': 100 * float(result['averageScoreCategories']),
             'category_iiou': 100 * float(result['averageScoreInstCategories'])}

@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 
-from benchmarks.report import publish, table
+from reporting.tables import publish, table
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.watch import stages as training_stages

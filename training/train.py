@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmarks.report import machine
+from reporting.tables import machine
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
 from training import checkpoint, datasets

@@ -27,7 +27,7 @@ from enet_ros.checkpoint import load_checkpoint
 from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
-from enet_ros.tools.cli import add_model_args
+from enet_ros.options import add_model_args
 from enet_ros.topics import status_name
 
 DEMO_FRAMES = Path(__file__).resolve().parents[1] / 'demo_frames'

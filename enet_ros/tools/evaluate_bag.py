@@ -34,7 +34,7 @@ from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
 from enet_ros.threads import use_threads_for_this_process
-from enet_ros.tools.cli import add_adapt_arg, add_model_args
+from enet_ros.options import add_adapt_arg, add_model_args
 
 IGNORE = NO_CLASS
 STAGES = ('preprocess', 'inference', 'postprocess', 'total')

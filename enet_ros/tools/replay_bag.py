@@ -28,7 +28,7 @@ import time
 from enet_ros.bag_io import BagError, BagReader
 from enet_ros.image_codec import ImageError, message_to_mask
 from enet_ros.metrics import summarize_ms
-from enet_ros.tools.cli import add_model_args
+from enet_ros.options import add_model_args
 from enet_ros.topics import status_name
 
 
