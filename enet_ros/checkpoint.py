@@ -33,6 +33,53 @@ class CheckpointError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class ModelCard:
+    """The weights' account of how they were trained and measured, as ``training.export``
+    writes it (``to_dict``, under ``ModelMeta.metrics['model_card']``) and every reader
+    takes it (``ModelMeta.card``): the node's class map and diagnostics, the run-time
+    watch, the README report.
+
+    ``data``: dataset, splits, train_frames, sequences (frames per drive). ``stages``: the
+    training stages, oldest first, each with its recipe, command, epochs and ``trained``
+    date. ``heldout``: per held-out drive, the figures of a run that never saw it
+    (mean_iou, class_avg_accuracy, global_accuracy, images, mean_confidence, class_mix);
+    empty when the weights were exported without held-out runs. ``protocol``: how those
+    runs were made.
+    """
+
+    data: dict
+    stages: tuple[dict, ...]
+    heldout: dict
+    protocol: str = ''
+
+    @classmethod
+    def from_dict(cls, card: dict | None) -> 'ModelCard | None':
+        """The record of a stored card (nested: a stage names the one before it as
+        ``first_stage``); None for weights exported without one."""
+        if not card:
+            return None
+        stages, stage = [], card
+        while stage:
+            stages.insert(0, {k: v for k, v in stage.items()
+                              if k not in ('first_stage', 'data', 'heldout', 'heldout_protocol')})
+            stage = stage.get('first_stage')
+        return cls(data=dict(card.get('data', {})), stages=tuple(stages),
+                   heldout=dict(card.get('heldout', {})),
+                   protocol=card.get('heldout_protocol', ''))
+
+    def to_dict(self) -> dict:
+        nested = {}
+        for stage in self.stages:
+            nested = {**stage, 'first_stage': nested} if nested else dict(stage)
+        return {'data': self.data, **nested, 'heldout_protocol': self.protocol,
+                'heldout': self.heldout}
+
+    @property
+    def trained(self) -> str:
+        return str(self.stages[-1].get('trained', '?')) if self.stages else '?'
+
+
+@dataclass(frozen=True)
 class ModelMeta:
     dataset: str
     class_names: tuple[str, ...]
@@ -45,6 +92,16 @@ class ModelMeta:
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def card(self) -> ModelCard | None:
+        return ModelCard.from_dict(self.metrics.get('model_card'))
+
+    @property
+    def precision_agreement(self) -> dict[str, float]:
+        """Percent of validation pixels whose class id matches fp32, per precision
+        (``training.export``); empty where not measured."""
+        return dict(self.metrics.get('precision_agreement', {}))
 
     def to_dict(self) -> dict:
         return {'dataset': self.dataset, 'class_names': list(self.class_names),

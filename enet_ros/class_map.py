@@ -17,7 +17,7 @@ def class_info(meta: ModelMeta, weights: str) -> str:
     """The JSON of segmentation/class_info: each class's id, name and colour, the id of
     pixels with no class, and the model (weights file, dataset, input size, held-out
     class IoU per drive)."""
-    card = meta.metrics.get('model_card', {})
+    card = meta.card
     return json.dumps({
         'classes': [{'id': i, 'name': n, 'color': list(c)}
                     for i, (n, c) in enumerate(zip(meta.class_names, meta.palette))],
@@ -25,7 +25,7 @@ def class_info(meta: ModelMeta, weights: str) -> str:
         'model': {'weights': weights, 'dataset': meta.dataset,
                   'input_size': list(meta.input_size),
                   'heldout_class_iou': {seq: round(m['mean_iou'], 1) for seq, m in
-                                        card.get('heldout', {}).items()}}})
+                                        (card.heldout if card else {}).items()}}})
 
 
 def label_info(meta: ModelMeta, stamp):

@@ -93,7 +93,7 @@ class Segmentation:
         log.info(f'first inference (warm-up) took {time.perf_counter() - t:.1f} s')
 
     def open_outputs(self) -> None:
-        card = self.segmenter.meta.metrics.get('model_card', {})
+        card = self.segmenter.meta.card
         self.watch_reference, self.card_summary = reference_of(card), card_summary(card)
         meta = self.segmenter.meta
         self.cameras = [CameraStream(self, ns, meta.num_classes) for ns in self.config.cameras]

@@ -20,7 +20,7 @@ the fused network then takes the per-channel shifts as a second input, on either
 Precision ``auto``: fp16 on CUDA; on CPU bf16 when the CPU has native bf16 (not
 emulated: ``native_bf16``) and the
 checkpoint records that bf16 class ids agree with fp32 on at least 99% of validation
-pixels (``meta.metrics['precision_agreement']``, measured by ``training.export``);
+pixels (``meta.precision_agreement``, measured by ``training.export``);
 fp32 otherwise.
 """
 
@@ -118,7 +118,7 @@ def resolve_precision(precision: str, device: torch.device,
         return precision, 'set by the precision parameter'
     if device.type == 'cuda':
         return 'fp16', 'auto: fp16 on CUDA'
-    agreement = meta.metrics.get('precision_agreement', {}).get('bf16')
+    agreement = meta.precision_agreement.get('bf16')
     if not native_bf16():
         return 'fp32', 'auto: this CPU has no native bf16'
     if agreement is None:

@@ -15,7 +15,12 @@ of 0.82-0.91 and a class-mix distance of 0.1-0.5 from the held-out mix; a black 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+if TYPE_CHECKING:  # a type only: the watch needs no torch
+    from enet_ros.checkpoint import ModelCard
 
 STRIDE = 4  # every 4th pixel of every 4th row: the mix of a frame at 1/16 of the cost
 
@@ -82,10 +87,10 @@ def judge(confidence: float, counts: np.ndarray, reference: dict | None, names,
     return '; '.join(doubts), values
 
 
-def reference_of(card: dict) -> dict | None:
+def reference_of(card: ModelCard | None) -> dict | None:
     """Held-out mean confidence and class mix from a model card, averaged over its drives
-    (weighted by frames); None when the card has none (older weights)."""
-    runs = [m for m in card.get('heldout', {}).values()
+    (weighted by frames); None when the card has none (older weights, or none exported)."""
+    runs = [m for m in (card.heldout if card else {}).values()
             if 'mean_confidence' in m and 'class_mix' in m]
     if not runs:
         return None
@@ -93,28 +98,17 @@ def reference_of(card: dict) -> dict | None:
     weights /= weights.sum()
     return {'mean_confidence': float(sum(w * m['mean_confidence'] for w, m in zip(weights, runs))),
             'class_mix': sum(w * np.asarray(m['class_mix']) for w, m in zip(weights, runs)),
-            'drives': sorted(card['heldout'])}
+            'drives': sorted(card.heldout)}
 
 
-def stages(card: dict) -> list[dict]:
-    """The training stages a model card records, oldest first (``training.export``: a
-    second stage names the run it started from as ``first_stage``)."""
-    out = []
-    while card:
-        out.insert(0, card)
-        card = card.get('first_stage')
-    return out
-
-
-def card_summary(card: dict) -> str:
+def card_summary(card: ModelCard | None) -> str:
     """One line of a model card for diagnostics: data, training date, held-out figures."""
-    if not card:
+    if card is None:
         return 'none (weights exported without a model card)'
-    data = card.get('data', {})
-    heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in
-                        sorted(card.get('heldout', {}).items()))
+    data = card.data
+    heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in sorted(card.heldout.items()))
     return (f'{data.get("dataset", "?")} {"+".join(data.get("splits", []))} '
             f'({data.get("train_frames", "?")} frames), '
-            f'{" + ".join(str(s.get("epochs", "?")) for s in stages(card))} epochs, '
-            f'trained {card.get("trained", "?")[:10]}; held-out class IoU: '
-            f'{heldout or "none recorded"}')
+            f'{" + ".join(str(s.get("epochs", "?")) for s in card.stages)} epochs, '
+            f'trained {card.trained[:10]}; held-out class IoU: '
+            f'{heldout or "none recorded (the run-time watch is off)"}')

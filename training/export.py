@@ -21,7 +21,7 @@ import tempfile
 
 import torch
 
-from enet_ros.checkpoint import load_checkpoint
+from enet_ros.checkpoint import load_checkpoint, ModelCard
 from enet_ros.model import ENet, fuse_for_inference
 from enet_ros.segmenter import Segmenter
 from training import checkpoint, datasets
@@ -76,8 +76,13 @@ def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
     for run in heldout_runs:
         m = heldout_metrics(run, root)
         heldout[m['sequence']] = {k: m[k] for k in CARD_METRICS}
-    return {'data': {k: data[k] for k in ('dataset', 'splits', 'train_frames', 'sequences')},
-            **training_stage(ckpt), 'heldout_protocol': PROTOCOL, 'heldout': heldout}
+    stages, stage = [], training_stage(ckpt)
+    while stage:
+        stages.insert(0, {k: v for k, v in stage.items() if k != 'first_stage'})
+        stage = stage.get('first_stage')
+    return ModelCard(data={k: data[k] for k in ('dataset', 'splits', 'train_frames',
+                                               'sequences')},
+                     stages=tuple(stages), heldout=heldout, protocol=PROTOCOL).to_dict()
 
 
 def export_onnx(model: ENet, input_size: tuple[int, int], path: Path) -> None:

@@ -21,7 +21,6 @@ import numpy as np
 from reporting.tables import publish, table
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.metrics import ConfusionMatrix
-from enet_ros.watch import stages as training_stages
 from training.evaluate import heldout_metrics
 
 def read_log(path: Path) -> list[dict]:
@@ -123,14 +122,16 @@ def main() -> None:
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     _, meta = load_checkpoint(args.weights)
-    card = meta.metrics['model_card']
+    card = meta.card
+    if card is None:
+        raise SystemExit(f'{args.weights} has no model card: export it with --heldout-runs')
     names = list(meta.class_names)
     heldout = {}
     for run in args.heldout_runs:
         m = heldout_metrics(run, args.root)
         heldout[m['sequence']] = m
-    if set(heldout) != set(card['heldout']):
-        raise SystemExit(f'the weights\' model card holds {sorted(card["heldout"])}, the runs '
+    if set(heldout) != set(card.heldout):
+        raise SystemExit(f"the weights' model card holds {sorted(card.heldout)}, the runs "
                          f'given are {sorted(heldout)}')
     plots([args.run, *args.heldout_runs], args.out, heldout, names)
     for run in [args.run, *args.heldout_runs]:
@@ -142,8 +143,7 @@ def main() -> None:
         f'**{heldout[s]["class_avg_accuracy"]:.1f} / {heldout[s]["mean_iou"]:.1f}**'
         for s in seqs])
     rows.append(['global accuracy'] + [f'{heldout[s]["global_accuracy"]:.1f}' for s in seqs])
-    data = card['data']
-    stages = training_stages(card)
+    data, stages = card.data, card.stages
     md = (f'### CamVid accuracy of the shipped weights (`{args.weights.name}`)\n\n'
           f'The shipped weights train on all {data["train_frames"]} CamVid train+val frames '
           f'({", ".join(f"{k} {v}" for k, v in data["sequences"].items())}) for '
@@ -159,7 +159,7 @@ def main() -> None:
     md += table(['class'] + [f'held-out drive {s} ({heldout[s]["images"]} frames): '
                              f'accuracy / IoU' for s in seqs], rows)
     md += weak_classes({seq: m['confusion_matrix'] for seq, m in heldout.items()}, names)
-    agreement = meta.metrics.get('precision_agreement', {})
+    agreement = meta.precision_agreement
     if agreement:
         md += ('\nClass ids agreeing with fp32 on CamVid val pixels: '
                + ', '.join(f'{k} {v:.2f}%' for k, v in agreement.items()) + '.\n')
