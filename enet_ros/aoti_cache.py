@@ -256,7 +256,8 @@ def compile_ahead(net: torch.nn.Module, examples: tuple[torch.Tensor, ...], key:
              f'run only: set ENET_ROS_CACHE to a writable folder to keep the compiled model')
         path = folder / 'aoti' / name
     info(f'compiling the network for {tuple(examples[0].shape)} {str(examples[0].dtype)[6:]} '
-         f'(once, on the first start with these weights and sizes; cached in {path.parent})')
+         f'(once for these weights, size and precision: tens of seconds to minutes on a '
+         f'small CPU; cached in {path.parent})')
     t = time.perf_counter()
     try:
         _build(net, examples, path, threads)

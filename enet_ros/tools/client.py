@@ -18,7 +18,7 @@ import yaml
 from enet_ros import topics
 from enet_ros.dds import PACKAGE_ROOT, profiles_variable, share_file
 from enet_ros.launch_args import LOG_FORMAT
-from enet_ros.image_codec import array_to_fields
+from enet_ros.image_codec import array_to_fields, stamp_key
 
 def ros_env(base: dict | None = None) -> dict:
     """Environment for every process of the graph: the shipped FastDDS profile (32 MB
@@ -160,7 +160,7 @@ class SegmentationClient:
             with self.lock:
                 rec.count += 1
                 rec.times.append(now)
-                rec.stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+                rec.stamps.append(stamp_key(msg.header))
                 if rec.keep:
                     rec.messages.append(msg)
 
@@ -194,7 +194,7 @@ class SegmentationClient:
             msg = Image(**array_to_fields(image, encoding))
         msg.header.frame_id = frame_id
         msg.header.stamp = stamp or self.stamp_now()
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+        key = stamp_key(msg.header)
         with self.lock:
             self.publish_times[key] = time.monotonic()
         self.pub.publish(msg)

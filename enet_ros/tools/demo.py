@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from enet_ros.checkpoint import load_checkpoint
-from enet_ros.image_codec import IMAGE_FILE_SUFFIXES
+from enet_ros.image_codec import IMAGE_FILE_SUFFIXES, image_to_array, stamp_key
 from enet_ros.metrics import summarize_ms
 from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
 from enet_ros.options import add_model_args
@@ -127,7 +127,7 @@ def main(argv=None) -> int:
                   f'{args.rate:g} Hz', flush=True)
             msgs = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
             sent = [(k // len(frames), k % len(frames),
-                     (m.header.stamp.sec, m.header.stamp.nanosec)) for k, m in enumerate(msgs)]
+                     stamp_key(m.header)) for k, m in enumerate(msgs)]
             time.sleep(1.5)  # one more diagnostics period
             result = _report(args, client, frames, sent, startup, node.log())
         finally:
@@ -142,7 +142,7 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
     written = 0
     missing = []  # frame indices without an overlay
     for kind in ('overlay', 'color_mask'):
-        by_stamp = {(m.header.stamp.sec, m.header.stamp.nanosec): m
+        by_stamp = {stamp_key(m.header): m
                     for m in client.received[kind].messages}
         latest = {}  # frame index -> its newest output (the node may drop some frames)
         for _, i, stamp in sent:
@@ -151,8 +151,8 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
         if kind == 'overlay':
             missing = [i for i in range(len(frames)) if i not in latest]
         for i, m in sorted(latest.items()):
-            img = np.frombuffer(m.data, np.uint8).reshape(m.height, m.width, 3)
-            if m.encoding == 'rgb8':
+            img, order = image_to_array(m)  # as published: rgb8 or bgr8, any step
+            if order == 'rgb':
                 img = img[:, :, ::-1]
             if panel is None:
                 panel = legend(meta.class_names, meta.palette, m.height)

@@ -26,7 +26,7 @@ import sys
 import time
 
 from enet_ros.bag_io import BagError, BagReader
-from enet_ros.image_codec import ImageError, message_to_mask
+from enet_ros.image_codec import ImageError, message_to_mask, stamp_key
 from enet_ros.metrics import summarize_ms
 from enet_ros.options import add_model_args
 from enet_ros.topics import status_name
@@ -113,13 +113,13 @@ def replay(args, client) -> dict:
 def compare(client, sent: list, frames: list, recorded: dict) -> dict:
     """Live masks against the recorded ones of the same frames (by the frame's recorded
     stamp): frames compared and the share of equal pixels over them."""
-    original = {(m.header.stamp.sec, m.header.stamp.nanosec): f.stamp
+    original = {stamp_key(m.header): f.stamp
                 for m, f in zip(sent, frames)}
     equal = total = compared = 0
     with client.lock:
         live = list(client.received['mask'].messages)
     for mask in live:
-        want = recorded.get(original.get((mask.header.stamp.sec, mask.header.stamp.nanosec)))
+        want = recorded.get(original.get(stamp_key(mask.header)))
         got = message_to_mask(mask)
         if want is None or want.shape != got.shape:
             continue
