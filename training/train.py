@@ -40,6 +40,7 @@ from torch import nn
 from reporting.tables import machine
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
+from enet_ros.threads import use_threads_for_this_process
 from training import checkpoint, datasets
 from training.augment import Augment
 from training.datasets import IGNORE
@@ -100,7 +101,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--limit', type=int, help='use only the first N frames of each split')
     p.add_argument('--max-steps', type=int, help='stop each epoch after N steps (tests)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--threads', type=int, help='torch threads (default: torch decides)')
+    p.add_argument('--threads', type=int, help='torch threads (default: all usable CPUs, '
+                   'or 1 where other processes keep the CPU busy at start)')
     return p.parse_args(argv)
 
 
@@ -298,6 +300,8 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if args.threads:
         torch.set_num_threads(args.threads)
+    elif device.type == 'cpu':  # as every entry point: one thread beside a busy neighbour
+        use_threads_for_this_process('training.train')
     torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
