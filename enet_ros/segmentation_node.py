@@ -34,7 +34,7 @@ from enet_ros.dds import segment_warning
 from enet_ros.image_codec import ImageError, message_to_array, stamp_ns
 from enet_ros.pipeline import Frame, Pipeline
 from enet_ros.segmenter import Segmenter, SegmenterError
-from enet_ros.shutdown import leave_at_once, LOADING, stop_on_signals
+from enet_ros.shutdown import leave_at_once, LOADING, stop_on_signals, STOPPING
 from enet_ros.threads import starting_threads, ThreadChooser, usable_cpus
 from enet_ros.watch import card_summary, judge, reference_of
 
@@ -274,9 +274,9 @@ def main(args=None, node_class=SegmentationNode) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while True:  # wake at least twice a second, so a signal is handled promptly even
-            executor.spin_once(timeout_sec=0.5)  # with no timer (an inactive managed node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        while not STOPPING.is_set():  # wake at least twice a second, so a signal is
+            executor.spin_once(timeout_sec=0.5)  # seen promptly with no timer running
+    except ExternalShutdownException:
         pass
     finally:
         node.shutdown()

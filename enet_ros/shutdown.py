@@ -12,6 +12,8 @@ import rclpy
 # Set while a signal has nothing to stop but the process: until ``main`` has built the
 # node, and while a managed node's configure loads or compiles (``stop_on_signals``).
 LOADING = threading.Event()
+# Set by the first SIGINT or SIGTERM once the node serves; ``main``'s loop ends on it.
+STOPPING = threading.Event()
 
 
 def leave_at_once() -> None:
@@ -30,14 +32,16 @@ def stop_on_signals() -> None:
     into the dead context. While ``LOADING`` is set (loading, compiling) the process
     leaves at once: an exception raised inside the compiler can leave its fake-tensor mode
     set and abort the process as it unwinds, and compile workers may still run in threads
-    that interpreter exit would wait for. Otherwise KeyboardInterrupt in the main thread
-    lets ``main`` stop the inference thread before it shuts rclpy down.
+    that interpreter exit would wait for. Otherwise the handler only sets ``STOPPING``, and
+    ``main``'s loop stops the inference thread before it shuts rclpy down. (It used to
+    raise KeyboardInterrupt, which could land inside rclpy's take of a message and come
+    out as a RuntimeError traceback.)
     """
     def handler(signum, frame):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_IGN)
         if LOADING.is_set():
             leave_at_once()
-        raise KeyboardInterrupt
+        STOPPING.set()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, handler)
