@@ -87,7 +87,7 @@ def main() -> None:
     args = p.parse_args()
     ckpt = checkpoint.load(args.run)
     data = ckpt['data']
-    frames = datasets.build(data['dataset'], args.root, data['splits'])
+    frames = datasets.of_run(data, args.root)
     train, held = datasets.split_by_sequence(frames, data['heldout_sequence'])
     step = max(1, len(train) // args.calibration)
     calibration = [frames.images[i] for i in train[::step][:args.calibration]]

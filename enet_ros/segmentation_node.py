@@ -95,6 +95,10 @@ class Segmentation:
     def open_outputs(self) -> None:
         card = self.segmenter.meta.card
         self.watch_reference, self.card_summary = reference_of(card), card_summary(card)
+        if self.watch_reference is None:
+            self.get_logger().info(
+                'run-time watch off: the model card records no held-out figures to compare '
+                'frames with (export with training.export --heldout-runs to turn it on)')
         meta = self.segmenter.meta
         self.cameras = [CameraStream(self, ns, meta.num_classes) for ns in self.config.cameras]
         self.pipeline = Pipeline(self.cameras, self.infer, self.publish, self.failed,

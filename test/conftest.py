@@ -50,12 +50,23 @@ def randomize_batch_norm(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def make_weights(path: Path, input_size=(64, 96), seed: int = 0) -> Path:
-    """A random-weight checkpoint whose batch-norm statistics are not trivial."""
+def own_classes(n: int) -> tuple[tuple[str, ...], tuple[tuple[int, int, int], ...]]:
+    """``n`` class names and distinct colours that are not CamVid's."""
+    rng = np.random.default_rng(n)
+    colours = {tuple(int(v) for v in rng.integers(0, 256, 3)) for _ in range(4 * n)}
+    return tuple(f'class_{i}' for i in range(n)), tuple(sorted(colours))[:n]
+
+
+def make_weights(path: Path, input_size=(64, 96), seed: int = 0,
+                 classes: int | None = None) -> Path:
+    """A random-weight checkpoint whose batch-norm statistics are not trivial: CamVid's
+    classes, or ``classes`` others (``own_classes``)."""
     torch.manual_seed(seed)
-    model = randomize_batch_norm(ENet(len(CAMVID_NAMES)))
-    meta = ModelMeta(dataset='camvid', class_names=CAMVID_NAMES, palette=CAMVID_PALETTE,
-                     input_size=input_size, mean=(0.4, 0.4, 0.4), std=(0.3, 0.3, 0.3))
+    names, palette = own_classes(classes) if classes else (CAMVID_NAMES, CAMVID_PALETTE)
+    model = randomize_batch_norm(ENet(len(names)))
+    meta = ModelMeta(dataset='own' if classes else 'camvid', class_names=names,
+                     palette=palette, input_size=input_size, mean=(0.4, 0.4, 0.4),
+                     std=(0.3, 0.3, 0.3))
     save_checkpoint(path, model, meta)
     return path
 

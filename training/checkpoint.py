@@ -9,8 +9,9 @@ a dict, written atomically after every epoch as ``<run>/checkpoint.pth``)::
      'optimizer', 'lr_scheduler': state_dicts, 'epoch': last finished (0-based),
      'rng': {'torch', 'augment', 'cuda'?},
      'args': vars(argparse.Namespace), 'command': str,
-     'data': {'dataset', 'root', 'train_frames', 'heldout_sequence', 'heldout_frames',
-              'mean', 'std', 'class_weights', 'input_size', 'sequences',
+     'data': {'dataset', 'root', 'splits', 'group_by', 'train_frames', 'heldout_sequence',
+              'heldout_frames', 'mean', 'std', 'class_weights', 'input_size', 'sequences',
+              'class_names', 'palette',  # absent from runs before own datasets: CamVid's
               'device'},               # where its epochs ran, in order, joined by DEVICE_SEP
      'heldout': metrics of the last epoch on the held-out sequence | None}
 """
@@ -31,6 +32,13 @@ DEVICE_SEP = '; '
 
 class TrainingCheckpointError(RuntimeError):
     """A file that is not a training checkpoint of this format."""
+
+
+def is_run(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a training run (its folder or checkpoint), not the node's
+    weights file (``enet_ros.checkpoint``)."""
+    path = Path(path)
+    return path.is_dir() or path.name == NAME
 
 
 def save(run_dir: str | os.PathLike, state: dict) -> Path:
@@ -74,11 +82,11 @@ def write_weights(ckpt: dict, path: str | os.PathLike, metrics: dict) -> Path:
     from enet_ros.model import ENet
     from training import datasets
     data = ckpt['data']
-    info = datasets.info(data['dataset'])
+    info = datasets.info_of(data)
     model = ENet(len(info.class_names))
     model.load_state_dict(weights(ckpt))
     meta = ModelMeta(dataset=info.name, class_names=info.class_names, palette=info.palette,
-                     input_size=tuple(data['input_size']), mean=tuple(data['mean']),
+                     input_size=info.input_size, mean=tuple(data['mean']),
                      std=tuple(data['std']), metrics=metrics)
     save_checkpoint(path, model, meta)
     return Path(path)

@@ -35,11 +35,13 @@ CAMVID_FPS = 30.0  # CamVid's video rate: labelled frames are 30 (0016E5 val: 2)
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--dataset', choices=['camvid', 'cityscapes'], default='camvid')
+    p.add_argument('--dataset', choices=datasets.NAMES, default='camvid')
     p.add_argument('--root', required=True)
     p.add_argument('--splits', nargs='+', default=['val'],
                    help='dataset splits to take frames from (e.g. train val, or test)')
     p.add_argument('--sequence', help='only the frames of this sequence (drive), e.g. 0006R0')
+    p.add_argument('--group-by', choices=datasets.GROUPINGS, default='prefix',
+                   help="voc: what makes a frame's sequence (as training.train's)")
     add_model_args(p, precision='fp32', backend='eager')  # the reference figures
     add_adapt_arg(p)
     p.add_argument('--limit', type=int, help='first N images of each split only')
@@ -134,7 +136,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
         if all(cached.get(k) == v for k, v in key.items()):
             return cached
     data = ckpt['data']
-    frames = datasets.build(data['dataset'], root, data['splits'])
+    frames = datasets.of_run(data, root)
     frames = datasets.select(frames, datasets.split_by_sequence(
         frames, data['heldout_sequence'])[1])
     with tempfile.TemporaryDirectory() as tmp:
@@ -151,7 +153,7 @@ def main(args: argparse.Namespace) -> dict:
     use_threads_for_this_process('training.evaluate')
     segmenter = Segmenter(args.weights, args.device, args.precision, args.backend,
                           adapt=args.adapt)
-    data = datasets.build(args.dataset, args.root, args.splits, limit=args.limit)
+    data = datasets.build(args.dataset, args.root, args.splits, args.limit, args.group_by)
     if args.sequence:
         data = datasets.select(data, datasets.split_by_sequence(data, args.sequence)[1])
     metrics = frames_metrics(segmenter, data)

@@ -27,9 +27,9 @@ from enet_ros.segmenter import Segmenter
 from training import checkpoint, datasets
 from training.evaluate import heldout_metrics
 
-PROTOCOL = ('each held-out run trains the same recipe on every CamVid train+val frame '
-            'except one whole drive and is measured on that drive (class IoU, void '
-            'excluded, fp32, original PNG frames)')
+PROTOCOL = ('each held-out run trains the same recipe on every frame of the training '
+            'splits except one whole drive (sequence) and is measured on that drive (class '
+            'IoU, ignored pixels excluded, fp32, original frames)')
 CARD_METRICS = ('mean_iou', 'class_avg_accuracy', 'global_accuracy', 'per_class_iou',
                 'images', 'epochs', 'mean_confidence', 'class_mix')
 
@@ -38,7 +38,8 @@ def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--checkpoint', required=True, help='a training run folder or checkpoint')
     p.add_argument('--output', required=True, help='weights file to write (.pt)')
-    p.add_argument('--root', help='dataset folder: held-out figures and precision agreement')
+    p.add_argument('--root', help='dataset folder: held-out figures and precision agreement '
+                   "(on its val split; on an own dataset's training splits)")
     p.add_argument('--heldout-runs', nargs='*', default=[],
                    help='runs of the same recipe with one drive held out (the model card)')
     p.add_argument('--limit', type=int, default=30,
@@ -65,9 +66,21 @@ def training_stage(ckpt: dict) -> dict:
               if k not in ('root', 'output_dir', 'resume', 'threads')}
     stage = {'recipe': recipe, 'command': ckpt['command'], 'epochs': ckpt['epoch'] + 1,
              'trained': ckpt['saved']}
-    if recipe.get('init'):
-        stage['first_stage'] = training_stage(checkpoint.load(recipe['init']))
+    init = recipe.get('init')
+    if init:
+        stage['first_stage'] = training_stage(checkpoint.load(init)) \
+            if checkpoint.is_run(init) else weights_stages(init)
     return stage
+
+
+def weights_stages(path: str) -> dict:
+    """The stages a node weights file (a fine-tuning's ``--init``) records, nested as
+    ``training_stage`` nests them; the newest names the file."""
+    card = load_checkpoint(path)[1].card
+    nested: dict = {}
+    for stage in card.stages if card else ():
+        nested = {**stage, 'first_stage': nested} if nested else dict(stage)
+    return {**nested, 'weights_file': Path(path).name}
 
 
 def model_card(ckpt: dict, heldout_runs: list[str], root: str | None) -> dict:
@@ -100,7 +113,10 @@ def main(args: argparse.Namespace) -> Path:
     metrics = {'model_card': model_card(ckpt, args.heldout_runs, args.root)}
     out = Path(args.output)
     if args.root:
-        val = datasets.build(ckpt['data']['dataset'], args.root, ['val'], args.limit)
+        data = ckpt['data']
+        splits = data['splits'] if data['dataset'] == 'voc' else ['val']
+        val = datasets.build(data['dataset'], args.root, splits, args.limit,
+                             data.get('group_by', 'prefix'))
         with tempfile.TemporaryDirectory() as tmp:
             draft = checkpoint.write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
             metrics['precision_agreement'] = precision_agreement(draft, val.images)

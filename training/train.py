@@ -1,4 +1,5 @@
-"""Train ENet on CamVid or Cityscapes, with a held-out drive as the only validation.
+"""Train ENet on CamVid, Cityscapes or your own frames, with a held-out drive as the only
+validation.
 
     python -m training.train --root ../shared/data/camvid --splits train val \
         --holdout 0006R0 --epochs 300 --output-dir runs/camvid/holdout-0006R0
@@ -12,9 +13,16 @@ of drive 0016E5 whose neighbouring frames are in train, so it measures memory of
 scenes, not generalisation. Without ``--holdout`` the run trains on every frame of
 ``--splits`` and selects nothing: the final weights come from a recipe fixed beforehand.
 
-``--init RUN`` starts from another run's final weights instead of from scratch (a second
-stage, e.g. ``--lovasz``: cross-entropy plus the Lovász-softmax surrogate of the IoU,
-``training.lovasz``, at a lower learning rate). ``--teacher RUN [RUN ...]`` adds the
+``--init`` starts from another run's final weights, or from a node weights file such as
+the shipped ``enet_ros/weights/enet_camvid.pt`` (fine-tuning), instead of from scratch,
+and normalises input with the statistics those weights were trained with. With the same
+class list every layer is kept; with another, every layer but the classifier (``fullconv``,
+the last transposed convolution) is kept and the classifier starts afresh for the new
+classes. A second stage on the same data, e.g. ``--lovasz`` (cross-entropy plus the
+Lovász-softmax surrogate of the IoU, ``training.lovasz``), runs at a lower learning rate.
+
+``--dataset voc`` reads a labelling tool's export in the Pascal VOC layout
+(``training.datasets.voc``); ``--group-by`` says what a drive is there, for ``--holdout``. ``--teacher RUN [RUN ...]`` adds the
 cross-entropy to those runs' averaged softmax (distillation from an ensemble, Hinton et al.
 2015).
 
@@ -52,13 +60,20 @@ LOG_FIELDS = ['epoch', 'train_loss', 'heldout_mean_iou', 'heldout_class_avg_accu
 
 def get_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--dataset', choices=['camvid', 'cityscapes'], default='camvid')
+    p.add_argument('--dataset', choices=datasets.NAMES, default='camvid',
+                   help='camvid (SegNet layout), cityscapes, or voc: a Pascal VOC / CVAT '
+                        '"Segmentation mask 1.1" export (labelmap.txt, JPEGImages/, '
+                        'SegmentationClass/, ImageSets/Segmentation/<split>.txt)')
     p.add_argument('--root', required=True, help='dataset folder')
     p.add_argument('--splits', nargs='+', default=['train'],
                    help='dataset splits to draw frames from (e.g. train val)')
     p.add_argument('--holdout', metavar='SEQ',
                    help='leave every frame of this sequence (drive) out of training and '
                         'evaluate on it, e.g. 0006R0')
+    p.add_argument('--group-by', choices=datasets.GROUPINGS, default='prefix',
+                   help="voc: what makes a frame's sequence: its stem's prefix before the "
+                        "first '_' (0016E5_07959 -> 0016E5), or its sub-folder "
+                        '(drive3/000120 -> drive3)')
     p.add_argument('--epochs', type=int, required=True)
     p.add_argument('--batch-size', type=int, default=10)
     p.add_argument('--lr', type=float, default=5e-4)
@@ -81,9 +96,11 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--ohem', type=float, default=0.0, metavar='P',
                    help='cross-entropy over the hard pixels only: those whose probability '
                         'of their own class is at most P (e.g. 0.7), at least 1/16 of all')
-    p.add_argument('--init', metavar='RUN',
+    p.add_argument('--init', metavar='RUN_OR_WEIGHTS',
                    help="start from this training run's final weights (its EMA if it kept "
-                        'one) instead of from scratch')
+                        'one) or from a node weights file (e.g. enet_ros/weights/'
+                        'enet_camvid.pt) instead of from scratch; with another class list '
+                        'every layer but the classifier is kept')
     p.add_argument('--teacher', nargs='+', default=[], metavar='RUN',
                    help="add the cross-entropy to these training runs' averaged softmax on "
                         'each augmented batch (runs that held out the same drive)')
@@ -251,6 +268,43 @@ class Teachers:
         return total / len(self.nets)
 
 
+CLASSIFIER = ('fullconv.weight', 'fullconv.bias')  # the only layer sized by the classes
+
+
+def initial_weights(init: str, holdout: str | None,
+                    info: datasets.DatasetInfo) -> tuple[dict, list, list, str]:
+    """What ``--init`` starts from: the state dict to load (without the classifier when
+    the class list differs), the mean and std those weights were trained with, and a line
+    saying what was kept."""
+    path = Path(init)
+    if checkpoint.is_run(path):
+        parent = held_out_like(init, holdout, '--init')
+        state, names = checkpoint.weights(parent), datasets.info_of(parent['data']).class_names
+        mean, std = parent['data']['mean'], parent['data']['std']
+        origin = f'{init} (epoch {parent["epoch"] + 1})'
+    else:
+        from enet_ros.checkpoint import CheckpointError, load_checkpoint
+        try:
+            model, meta = load_checkpoint(path)
+        except CheckpointError as exc:
+            raise SystemExit(f'--init: {exc}') from None
+        card = meta.card
+        if holdout and card and holdout in card.data.get('sequences', {}):
+            raise SystemExit(f'--init {init} was trained on {holdout}: its held-out figure '
+                             f'would measure memory; start from a run with --holdout '
+                             f'{holdout}')
+        state, names = model.state_dict(), meta.class_names
+        mean, std = list(meta.mean), list(meta.std)
+        origin = f'{init} ({meta.dataset}, {meta.num_classes} classes)'
+    if tuple(names) == tuple(info.class_names):
+        return state, mean, std, f'starting from {origin}: every layer kept'
+    state = {k: v for k, v in state.items() if k not in CLASSIFIER}
+    return state, mean, std, (
+        f'starting from {origin}: every layer kept but the classifier (fullconv), which '
+        f'starts afresh for {len(info.class_names)} classes '
+        f'({", ".join(info.class_names)}) in place of {len(names)}')
+
+
 def held_out_like(run: str, holdout: str | None, option: str) -> dict:
     """``run``'s checkpoint, if it held out the same drive as this run."""
     ckpt = checkpoint.load(run)
@@ -310,9 +364,15 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
 
-    info = datasets.info(args.dataset)
+    try:
+        frames = datasets.build(args.dataset, args.root, args.splits, args.limit,
+                                args.group_by)
+    except datasets.DatasetError as exc:  # before any epoch, as training.check_dataset says
+        raise SystemExit(f'{args.root} cannot be trained on ({len(exc.problems)} problems; '
+                         f'python -m training.check_dataset lists them too):\n{exc}') from None
+    info = frames.info
     size = tuple(args.input_size) if args.input_size else info.input_size
-    frames = datasets.build(args.dataset, args.root, args.splits, args.limit)
+    init = initial_weights(args.init, args.holdout, info) if args.init else None
     train_idx, held_idx = datasets.split_by_sequence(frames, args.holdout)
     imgs = stack_frames(frames.images, size, nearest=False)
     tgts = stack_frames(frames.targets, size, nearest=True)
@@ -320,7 +380,8 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     held_x, held_y = imgs[held_idx].to(device), tgts[held_idx].to(device)
     num_classes = len(info.class_names)
     weights = class_weights(train_y.cpu().numpy(), num_classes, args.class_weight_c)
-    mean_l, std_l = channel_stats(train_x)
+    # fine-tuned weights keep the input statistics they learnt with
+    mean_l, std_l = init[1:3] if init else channel_stats(train_x)
     mean = torch.tensor(mean_l, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std_l, device=device).view(1, 3, 1, 1)
     augment = Augment(tuple(args.scale), args.color, args.gamma, args.cutmix)
@@ -330,15 +391,21 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     model = ENet(num_classes).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if args.init:
-        parent = held_out_like(args.init, args.holdout, '--init')
-        model.load_state_dict(checkpoint.weights(parent))
-        print(f'starting from {args.init} (epoch {parent["epoch"] + 1})', flush=True)
+    if init:
+        missing, unexpected = model.load_state_dict(init[0], strict=False)
+        if unexpected or set(missing) - set(CLASSIFIER):
+            raise SystemExit(f'--init {args.init} does not match ENet: missing '
+                             f'{sorted(set(missing) - set(CLASSIFIER))}, unexpected '
+                             f'{sorted(unexpected)}')
+        print(init[3], flush=True)
     teachers = Teachers(args.teacher, args.holdout, num_classes, device, amp_dtype,
                         args.compile) if args.teacher else None
     criterion = Criterion(weights.to(device), args.lovasz, args.ohem)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    steps_per_epoch = len(train_idx) // args.batch_size
+    if not train_idx:
+        raise SystemExit(f'no frames left to train on (--holdout {args.holdout} is every frame)')
+    # whole batches only, but at least one step: a first dataset may have fewer frames
+    steps_per_epoch = max(1, len(train_idx) // args.batch_size)
     if args.max_steps:
         steps_per_epoch = min(steps_per_epoch, args.max_steps)
     total_steps = max(1, args.epochs * steps_per_epoch)
@@ -374,7 +441,8 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     if here not in devices:
         devices.append(here)
     data = {'dataset': info.name, 'root': str(args.root), 'splits': list(args.splits),
-            'train_frames': len(train_idx), 'heldout_sequence': args.holdout,
+            'group_by': args.group_by, 'class_names': list(info.class_names),
+            'palette': [list(c) for c in info.palette], 'train_frames': len(train_idx), 'heldout_sequence': args.holdout,
             'heldout_frames': len(held_idx), 'mean': mean_l, 'std': std_l,
             'class_weights': weights.tolist(), 'input_size': list(size),
             'sequences': datasets.sequence_counts(frames, train_idx),
