@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 
+import cv2
 import pytest
 
 from conftest import CAMVID, REPO
@@ -59,11 +60,14 @@ def test_every_bash_block_is_marked():
 @pytest.fixture(scope='module')
 def checkout(tmp_path_factory, camvid_root):
     """A folder laid out like a checkout (links to the repository's parts) beside a
-    ``shared`` link, with IMAGES/ and LABELS/ of three CamVid val frames."""
+    ``shared`` link, with IMAGES/ and LABELS/ of three CamVid val frames, and MYDATA/: a
+    CVAT export (VOC layout, four classes) of 14 CamVid frames at 160x120 whose names
+    say their drive, drive1 (0016E5) or drive2 (0006R0)."""
     root = tmp_path_factory.mktemp('readme')
     work = root / 'enet_ros'
     work.mkdir()
-    for part in ('.venv', 'scripts', 'enet_ros', 'training', 'benchmarks', 'config', 'launch',
+    for part in ('.venv', 'scripts', 'enet_ros', 'training', 'benchmarks', 'reporting',
+                 'config', 'launch',
                  'requirements', 'runs', 'docs', 'setup.py', 'package.xml', 'README.md'):
         (work / part).symlink_to(REPO / part)
     (root / 'shared').mkdir()
@@ -73,7 +77,26 @@ def checkout(tmp_path_factory, camvid_root):
         (work / sub).mkdir()
         for n in names:
             shutil.copy(camvid_root / src / n, work / sub / n)
+    own_export(camvid_root, work / 'MYDATA')
     return work
+
+
+def own_export(camvid_root, out):
+    from benchmarks.camvid_voc import camvid_stems, evenly, write_voc
+    stems = evenly(camvid_stems(camvid_root, '0016E5'), 10) + \
+        camvid_stems(camvid_root, '0006R0')[:4]
+    write_voc(camvid_root, out, {'train': stems})
+    renamed = []
+    for stem in stems:
+        new = stem.replace('0016E5', 'drive1').replace('0006R0', 'drive2')
+        renamed.append(new)
+        for sub, ext, interp in (('JPEGImages', '.jpg', cv2.INTER_AREA),
+                                 ('SegmentationClass', '.png', cv2.INTER_NEAREST)):
+            src = out / sub / f'{stem}{ext}'
+            cv2.imwrite(str(out / sub / f'{new}{ext}'),
+                        cv2.resize(cv2.imread(str(src)), (160, 120), interpolation=interp))
+            src.unlink()
+    (out / 'ImageSets' / 'Segmentation' / 'train.txt').write_text('\n'.join(renamed) + '\n')
 
 
 @pytest.mark.parametrize('index', [i for i, (m, _) in enumerate(blocks()) if m == 'run'])

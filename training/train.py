@@ -101,6 +101,11 @@ def get_args(argv=None) -> argparse.Namespace:
                         'one) or from a node weights file (e.g. enet_ros/weights/'
                         'enet_camvid.pt) instead of from scratch; with another class list '
                         'every layer but the classifier is kept')
+    p.add_argument('--classifier-lr-scale', type=float, default=10.0,
+                   help='with --init and another class list: the fresh classifier learns at '
+                        'this many times --lr (Adam moves a weight by about the learning rate '
+                        'a step, and a first dataset gives few steps; benchmarks/finetune.py '
+                        'measured it)')
     p.add_argument('--teacher', nargs='+', default=[], metavar='RUN',
                    help="add the cross-entropy to these training runs' averaged softmax on "
                         'each augmented batch (runs that held out the same drive)')
@@ -401,7 +406,13 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     teachers = Teachers(args.teacher, args.holdout, num_classes, device, amp_dtype,
                         args.compile) if args.teacher else None
     criterion = Criterion(weights.to(device), args.lovasz, args.ohem)
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    groups = [{'params': list(model.parameters())}]
+    if init is not None and not set(CLASSIFIER) <= init[0].keys():  # a fresh classifier
+        named = dict(model.named_parameters())
+        groups = [{'params': [p for n, p in named.items() if n not in CLASSIFIER]},
+                  {'params': [named[n] for n in CLASSIFIER],
+                   'lr': args.lr * args.classifier_lr_scale}]
+    optimizer = torch.optim.Adam(groups, lr=args.lr, weight_decay=args.weight_decay)
     if not train_idx:
         raise SystemExit(f'no frames left to train on (--holdout {args.holdout} is every frame)')
     # whole batches only, but at least one step: a first dataset may have fewer frames
