@@ -14,9 +14,9 @@ The fine-tuning recipe (how much faster the fresh classifier learns, how many ep
 chosen first, on drive 0001TP (50 frames, one run per choice), and only then are the
 reported runs made, on drive 0006R0: a recipe picked on the measuring drive would flatter
 it. Every run uses the default augmentation (scale 0.5-2, flips, colour jitter); from
-scratch and fine-tuned train the same epochs on the same frames. Figures: class IoU over the four classes,
-fp32, original frames (``training.evaluate.heldout_metrics``). Runs resume from their
-checkpoints under ``--work``.
+scratch and fine-tuned train the same epochs on the same frames. Figures: class IoU over
+the four classes, fp32, original frames (``training.evaluate.heldout_metrics``). Runs
+resume from their checkpoints under ``--work``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ def train(work: Path, name: str, split: str, holdout: str, epochs: int, init: st
 def merged(work: Path, drive: str, init: str) -> dict:
     """The starting weights with no training at all: their CamVid classes merged into the
     four (what a user could do without labelling anything)."""
-    import numpy as np
     import tempfile
     from enet_ros.metrics import ConfusionMatrix
     from enet_ros.segmenter import Segmenter
@@ -130,7 +129,7 @@ def main() -> None:
            f'(the first rows) and only then run on {REPORT_ON}: x{scale:g}, {epochs} epochs. '
            f'Fine-tuned runs start from the held-out run of the shipped recipe for that '
            f'drive with the classifier re-initialised, learning rate 5e-4 (the classifier '
-           f'at the scale given), default augmentation; from scratch is training.train\'s '
+           f"at the scale given), default augmentation; from scratch is training.train's "
            f'default recipe for the same epochs. "merged" is those starting weights with no '
            f'training, their CamVid classes mapped onto the four. Class IoU, fp32, original '
            f'frames; per class in the order background / road / sidewalk / obstacle.\n\n')

@@ -100,7 +100,7 @@ def report(frames, problems: list[str], split_of: list[str], splits: list[str]) 
         lines.append(f'input size to train at (HxW, default): {info.input_size[0]}x'
                      f'{info.input_size[1]}')
         groups = Counter(frames.sequences)
-        lines.append(f'groups (--holdout): ' + ', '.join(f'{g} ({k})' for g, k in
+        lines.append('groups (--holdout): ' + ', '.join(f'{g} ({k})' for g, k in
                                                          sorted(groups.items())))
     lines.append(f'{len(problems)} problems' + (':' if problems else ''))
     lines += [f'  {p}' for p in problems]

@@ -22,9 +22,9 @@ classes. A second stage on the same data, e.g. ``--lovasz`` (cross-entropy plus 
 Lovász-softmax surrogate of the IoU, ``training.lovasz``), runs at a lower learning rate.
 
 ``--dataset voc`` reads a labelling tool's export in the Pascal VOC layout
-(``training.datasets.voc``); ``--group-by`` says what a drive is there, for ``--holdout``. ``--teacher RUN [RUN ...]`` adds the
-cross-entropy to those runs' averaged softmax (distillation from an ensemble, Hinton et al.
-2015).
+(``training.datasets.voc``); ``--group-by`` says what a drive is there, for ``--holdout``.
+``--teacher RUN [RUN ...]`` adds the cross-entropy to those runs' averaged softmax
+(distillation from an ensemble, Hinton et al. 2015).
 
 No epoch is selected: the last epoch's weights (the EMA with ``--ema``) are the result.
 A checkpoint (``training.checkpoint``) is written atomically after every epoch;
@@ -453,8 +453,9 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         devices.append(here)
     data = {'dataset': info.name, 'root': str(args.root), 'splits': list(args.splits),
             'group_by': args.group_by, 'class_names': list(info.class_names),
-            'palette': [list(c) for c in info.palette], 'train_frames': len(train_idx), 'heldout_sequence': args.holdout,
-            'heldout_frames': len(held_idx), 'mean': mean_l, 'std': std_l,
+            'palette': [list(c) for c in info.palette], 'train_frames': len(train_idx),
+            'heldout_sequence': args.holdout, 'heldout_frames': len(held_idx),
+            'mean': mean_l, 'std': std_l,
             'class_weights': weights.tolist(), 'input_size': list(size),
             'sequences': datasets.sequence_counts(frames, train_idx),
             'device': checkpoint.DEVICE_SEP.join(devices)}
