@@ -1,12 +1,18 @@
 """Property-based fuzzing of the message boundary (``enet_ros.image_codec``): every field of
 sensor_msgs/Image and CompressedImage, with a fixed seed and a case budget.
 
-    python -m benchmarks.fuzz_codec [--cases 10000] [--readme]
+    python -m benchmarks.fuzz_codec [--cases 10000] [--node-cases 600] [--readme]
 
 Each case is either converted (an (H, W, 3) uint8 image of the message's size, equal to an
 independent numpy decoding where one exists) or rejected with ``ImageError``; any other
 exception, a case slower than a second, or a decoded image above ``max_image_pixels``
 fails the run. The test suite runs the same properties with a few hundred cases.
+
+Through DDS (``through_node``): fuzzed Image messages drawn from the same strategy,
+interleaved with good frames, published from this process to a running node. Each good
+frame is sent after the fuzzed ones before it and waited for, so it must be answered; the
+node must count as rejected exactly the fuzzed messages the codec rejects here, stay
+alive, and log no traceback.
 """
 
 from __future__ import annotations
@@ -142,6 +148,62 @@ def _run(strategy, check, cases: int, fuzz_seed: int) -> dict:
     return counts
 
 
+def drawn(strategy, cases: int, fuzz_seed: int = 20261201) -> list:
+    """``cases`` examples of ``strategy``, as hypothesis draws them under a fixed seed."""
+    out = []
+
+    @seed(fuzz_seed)
+    @settings(max_examples=cases, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def collect(msg):
+        out.append(msg)
+    collect()
+    return out
+
+
+def through_node(client, pid: int, cases: int, every: int = 3, rss_bound_mb: float = 100,
+                 timeout: float = 10.0) -> dict:
+    """Publish ``cases`` fuzzed Image messages to the node serving ``client``, a good frame
+    after every ``every`` of them; return counts and the node's RSS growth. The node must
+    run with ``max_image_pixels`` = MAX_PIXELS and default ``input_bits``."""
+    from sensor_msgs.msg import Image
+    from enet_ros.image_codec import array_to_fields, stamp_key
+    from enet_ros.topics import status_name
+    fuzzed = drawn(images(), cases)
+    rejected_here = sum(check_image(m) == 'rejected' for m in fuzzed)
+    good = np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8)
+    rss = [rss_mb(pid)]
+    answered = missed = 0
+    for k in range(0, len(fuzzed), every):
+        for m in fuzzed[k:k + every]:
+            client.publish(msg=Image(encoding=m.encoding, height=m.height, width=m.width,
+                                     step=m.step, data=m.data, is_bigendian=m.is_bigendian))
+            time.sleep(0.01)  # the node keeps the newest frame only: one at a time
+        key = stamp_key(client.publish(msg=Image(**array_to_fields(good, 'rgb8'))).header)
+        deadline = time.monotonic() + timeout  # fuzzed frames that convert are answered too
+        while key not in client.received['mask'].stamps and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if key in client.received['mask'].stamps:
+            answered += 1
+        else:
+            missed += 1
+        rss.append(rss_mb(pid))
+    time.sleep(1.5)  # one more diagnostics period
+    status = client.last_status(status_name(client.node.get_namespace()))
+    return {'fuzzed': len(fuzzed), 'rejected here': rejected_here,
+            'rejected by node': int(status.get('frames_rejected', -1)),
+            'good answered': answered, 'good missed': missed,
+            'rss start MB': rss[0], 'rss max MB': max(rss), 'rss bound MB': rss_bound_mb}
+
+
+def rss_mb(pid: int) -> float:
+    for line in open(f'/proc/{pid}/status'):
+        if line.startswith('VmRSS:'):
+            return int(line.split()[1]) / 1024
+    return float('nan')
+
+
 def fuzz(cases: int, fuzz_seed: int = 20261201) -> dict[str, dict]:
     """Run both properties for ``cases`` cases each; returns outcome counts and the slowest
     case per kind. A property failure raises (hypothesis prints the smallest case)."""
@@ -156,6 +218,8 @@ def fuzz(cases: int, fuzz_seed: int = 20261201) -> dict[str, dict]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--cases', type=int, default=10_000)
+    p.add_argument('--node-cases', type=int, default=600,
+                   help='fuzzed Image messages through DDS to a running node (0: none)')
     p.add_argument('--readme', action='store_true')
     args = p.parse_args()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -177,7 +241,43 @@ def main() -> None:
            f'{grown:.0f} MB.\n\n')
     md += table(['message', 'cases', 'converted', 'rejected (ImageError)', 'slowest case ms'],
                 rows)
+    if args.node_cases:
+        md += node_table(args.node_cases)
     publish('fuzz_codec', md, args.readme)
+
+
+def node_table(cases: int) -> str:
+    """The DDS fuzz against the node with the shipped weights, as ``ros2 run`` starts it."""
+    import os
+    import rclpy
+    from enet_ros.tools.client import NodeProcess, ros_env, SegmentationClient
+    os.environ.update(ros_env())
+    os.environ.setdefault('ROS_DOMAIN_ID', '79')
+    with NodeProcess({'max_image_pixels': MAX_PIXELS}, ros_args=['-r', '__ns:=/fuzz']) as node:
+        node.wait_ready(timeout=600)
+        rclpy.init()
+        c = SegmentationClient(namespace='/fuzz', keep=False, name='fuzz_client',
+                               reliable_input=True)
+        try:
+            c.wait_for_node()
+            r = through_node(c, node.proc.pid, cases)
+            alive = node.proc.poll() is None
+        finally:
+            c.close()
+            rclpy.try_shutdown()
+        log = node.log()
+    good = r['good answered'] + r['good missed']
+    md = (f'\nThrough DDS: {r["fuzzed"]} fuzzed Image messages from the same strategy '
+          f'(reliable QoS, so none is lost on the way), a good 64x48 frame after every three, '
+          f'to the node with the shipped weights and max_image_pixels {MAX_PIXELS}.\n\n')
+    md += table(['check', 'measured'], [
+        ['good frames answered', f'{r["good answered"]} of {good}'],
+        ['rejected by the node / by the codec here', f'{r["rejected by node"]} / '
+                                                     f'{r["rejected here"]}'],
+        ['node alive, tracebacks in its log', f'{alive}, {log.count("Traceback")}'],
+        ['node RSS at start / highest (MB)', f'{r["rss start MB"]:.0f} / '
+                                             f'{r["rss max MB"]:.0f}']])
+    return md
 
 
 if __name__ == '__main__':
