@@ -5,6 +5,12 @@ from __future__ import annotations
 import copy
 import time
 
+import inspect
+
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -21,6 +27,8 @@ RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
 # since Iron; Humble's calls every callback with the message alone. There the node takes
 # the message alone and cannot count frames lost before it (diagnostics say so).
 MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
+# The subscription matched event (publishers connecting and leaving), since Iron.
+MATCHED_EVENT = 'matched' in inspect.signature(SubscriptionEventCallbacks).parameters
 
 
 def image_message(header, array, encoding: str) -> Image:
@@ -38,6 +46,7 @@ class CameraStream:
     def __init__(self, node, ns: str, num_classes: int):
         self.ns, self.node = ns, node
         self.name = ns or topics.IMAGE
+        self.publishers_now = self.publishers_connected = 0
         prefix = self._prefix = f'{ns}/' if ns else ''
         cfg = node.config
         out_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=cfg.output_depth,
@@ -68,8 +77,22 @@ class CameraStream:
             CameraInfo, self.camera_info_topic(), self.on_camera_info, self._in_qos)
         msg_type = CompressedImage if node.config.compressed else Image
         callback = self.on_frame if MESSAGE_INFO else lambda msg: self.on_frame(msg, None)
-        self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos)
+        events = SubscriptionEventCallbacks(matched=self.on_matched) if MATCHED_EVENT \
+            else None
+        self.sub = node.create_subscription(msg_type, self.topic, callback, self._in_qos,
+                                            event_callbacks=events)
         self.stats.last_seq = None
+
+    def on_matched(self, info) -> None:
+        """A camera publisher connected or left (a driver restarted, a bag started)."""
+        self.publishers_now = info.current_count
+        self.publishers_connected += max(info.total_count_change, 0)
+
+    def publishers(self) -> str:
+        """The diagnostics' account of this camera's publishers."""
+        if not MATCHED_EVENT:
+            return 'not counted (this rclpy has no matched event)'
+        return f'{self.publishers_now} now, {self.publishers_connected} connected since start'
 
     def camera_info_topic(self) -> str:
         """``camera_info`` as remapped; if it is not, the camera info beside the image

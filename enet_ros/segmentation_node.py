@@ -231,6 +231,7 @@ class Segmentation:
                     ('input_size', f'{s.input_size[1]}x{s.input_size[0]}'),
                     ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
                     ('input_topic', cam.sub.topic_name),
+                    ('input_publishers', cam.publishers()),
                     ('statistics', s.statistics(cam.name))])
             arr.status.append(DiagnosticStatus(
                 name=topics.status_name(self.get_namespace(), cam.ns),

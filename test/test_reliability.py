@@ -28,3 +28,41 @@ def test_fuzzed_frames_through_dds_are_rejected_and_good_ones_answered(weights, 
     assert r['rss max MB'] - r['rss start MB'] < r['rss bound MB'], r
     assert 'Traceback' not in log, log
     assert 'frame skipped' in log  # the rejections are named (throttled)
+
+
+# num_threads fixed: the thread chooser may legitimately grow the OpenMP team once, which
+# would read as a leaked thread
+CHURN_NODE = {'backend': 'eager', 'num_threads': 1}
+RSS_BOUND_MB = 30  # a few cycles of each: a leak of a frame a cycle would show
+
+
+def assert_left_nothing(r: dict, bound_s: float = 5.0) -> None:
+    """Every cycle answered, promptly; no thread, descriptor or memory left behind."""
+    assert r['answered'] == r['cycles'] and r['slowest_s'] < bound_s, r
+    assert r['threads'][1] <= r['threads'][0] and r['fds'][1] <= r['fds'][0], r
+    assert r['rss_mb'][1] - r['rss_mb'][0] < RSS_BOUND_MB, r
+
+
+def test_publishers_subscribers_and_parameters_come_and_go(weights, ros):
+    """The camera publisher killed and restarted, output subscribers created and destroyed,
+    live parameters changed back and forth, all while frames flow."""
+    from benchmarks.churn import plain_node_runs
+    *runs, clean = plain_node_runs({'model_path': str(weights), **CHURN_NODE}, restarts=4,
+                                   subscribers=6, parameters=4)
+    assert clean  # the node alive, no traceback in its log
+    restarts, subscribers, parameters = runs
+    for r in runs:
+        assert_left_nothing(r)
+    # four camera processes and the client's own image publisher (a killed process's
+    # publisher counts as connected until its DDS lease runs out)
+    assert restarts['extra'].endswith(', 5 connected since start'), restarts
+    assert parameters['extra'] == '0 refused', parameters
+
+
+def test_lifecycle_cycles_while_frames_flow(weights, ros):
+    from benchmarks.churn import managed_node_runs
+    *runs, clean = managed_node_runs({'model_path': str(weights), **CHURN_NODE},
+                                     activations=4, reconfigures=2)
+    assert clean
+    for r in runs:
+        assert_left_nothing(r)
