@@ -256,7 +256,7 @@ def main() -> None:
            'for the lifecycle rows, autostarted); a camera publisher process at 30 Hz. '
            '"slowest" is the longest time from a restarted camera\'s first frame, an '
            'activation or a parameter change to a mask of a frame after it (for '
-           'subscribers: to their first message); resources are the node\'s after the first '
+           "subscribers: to their first message); resources are the node's after the first "
            'cycle / at the end. Node alive with no traceback at the end: '
            f'{"yes" if plain_ok and managed_ok else "NO"}.\n\n')
     md += table(['what', 'cycles', 'answered', 'slowest s', 'RSS MB', 'threads', 'fds',
