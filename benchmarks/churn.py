@@ -9,7 +9,7 @@ the shipped weights and its defaults, and a camera publisher process
 (``benchmarks.camera_publisher``, 64x48 rgb8 at 30 Hz). Reported per kind: cycles, the
 slowest time from a camera's first frame (or an activation) to a mask of it, how many
 cycles got their output, and the node's RSS, threads and open descriptors after the first
-cycle (the warm-up) and at the end. ``test/test_reliability.py`` runs a few cycles of each
+cycle (the warm-up), half-way and at the end. ``test/test_reliability.py`` runs a few cycles of each
 and asserts the same things.
 """
 
@@ -74,11 +74,14 @@ def answered_after(c: SegmentationClient, since: float, timeout: float,
 
 
 def summary(kind: str, delays: list, resources: list, extra: str = '') -> dict:
+    """Resources after the first cycle (the warm-up), half-way and at the end: a leak
+    grows in both halves, a pool that fills once does not."""
     got = [d for d in delays if d is not None]
-    (rss0, thr0, fd0), (rss1, thr1, fd1) = resources[0], resources[-1]
+    first, mid, end = resources[0], resources[len(resources) // 2], resources[-1]
     return {'kind': kind, 'cycles': len(delays), 'answered': len(got),
-            'slowest_s': max(got) if got else float('nan'), 'rss_mb': (rss0, rss1),
-            'threads': (thr0, thr1), 'fds': (fd0, fd1), 'extra': extra}
+            'slowest_s': max(got) if got else float('nan'),
+            'rss_mb': (first[0], mid[0], end[0]), 'threads': (first[1], mid[1], end[1]),
+            'fds': (first[2], mid[2], end[2]), 'extra': extra}
 
 
 def publisher_restarts(c, pid: int, ns: str, n: int) -> dict:
@@ -228,8 +231,9 @@ def managed_node_runs(params: dict, activations: int, reconfigures: int) -> list
 
 def row(r: dict) -> list:
     return [r['kind'], r['cycles'], f'{r["answered"]} of {r["cycles"]}',
-            f'{r["slowest_s"]:.2f}', '{:.0f} / {:.0f}'.format(*r['rss_mb']),
-            '{} / {}'.format(*r['threads']), '{} / {}'.format(*r['fds']), r['extra']]
+            f'{r["slowest_s"]:.2f}', '{:.0f} / {:.0f} / {:.0f}'.format(*r['rss_mb']),
+            '{} / {} / {}'.format(*r['threads']), '{} / {} / {}'.format(*r['fds']),
+            r['extra']]
 
 
 def main() -> None:
@@ -257,7 +261,8 @@ def main() -> None:
            '"slowest" is the longest time from a restarted camera\'s first frame, an '
            'activation or a parameter change to a mask of a frame after it (for '
            "subscribers: to their first message); resources are the node's after the first "
-           'cycle / at the end. Node alive with no traceback at the end: '
+           'cycle / half-way / at the end (a leak grows in both halves; a pool that fills '
+           'once does not). Node alive with no traceback at the end: '
            f'{"yes" if plain_ok and managed_ok else "NO"}.\n\n')
     md += table(['what', 'cycles', 'answered', 'slowest s', 'RSS MB', 'threads', 'fds',
                  'note'], [row(r) for r in plain + managed])

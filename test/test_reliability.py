@@ -39,8 +39,8 @@ RSS_BOUND_MB = 30  # a few cycles of each: a leak of a frame a cycle would show
 def assert_left_nothing(r: dict, bound_s: float = 5.0) -> None:
     """Every cycle answered, promptly; no thread, descriptor or memory left behind."""
     assert r['answered'] == r['cycles'] and r['slowest_s'] < bound_s, r
-    assert r['threads'][1] <= r['threads'][0] and r['fds'][1] <= r['fds'][0], r
-    assert r['rss_mb'][1] - r['rss_mb'][0] < RSS_BOUND_MB, r
+    assert r['threads'][-1] <= r['threads'][0] and r['fds'][-1] <= r['fds'][0], r
+    assert r['rss_mb'][-1] - r['rss_mb'][0] < RSS_BOUND_MB, r
 
 
 def test_publishers_subscribers_and_parameters_come_and_go(weights, ros):
