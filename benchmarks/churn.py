@@ -9,8 +9,8 @@ the shipped weights and its defaults, and a camera publisher process
 (``benchmarks.camera_publisher``, 64x48 rgb8 at 30 Hz). Reported per kind: cycles, the
 slowest time from a camera's first frame (or an activation) to a mask of it, how many
 cycles got their output, and the node's RSS, threads and open descriptors after the first
-cycle (the warm-up), half-way and at the end. ``test/test_reliability.py`` runs a few cycles of each
-and asserts the same things.
+cycle (the warm-up), half-way and at the end. ``test/test_reliability.py`` runs a few
+cycles of each and asserts the same things.
 """
 
 from __future__ import annotations
