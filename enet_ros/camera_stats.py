@@ -24,7 +24,8 @@ STAGES = ('convert', 'preprocess', 'inference', 'postprocess', 'publish')
 # message age at publish on the node's ROS clock (NaN where meaningless).
 WINDOWS = ('processing', 'message_age')
 TOTALS = ('frames_received', 'frames_processed', 'frames_dropped',
-          'frames_dropped_before_node', 'frames_rejected', 'inference_failures')
+          'frames_dropped_before_node', 'frames_rejected', 'inference_failures',
+          'stamps_back')  # header stamps earlier than the last: a bag replayed again
 
 
 @dataclass
@@ -57,8 +58,16 @@ class CameraStats:
         self.last_frame: float | None = None  # monotonic time of the last receipt
         self.waiting_since: float | None = None  # oldest frame not yet answered by a mask
         self.last_seq: int | None = None  # publication sequence number of the last frame
+        self.last_stamp = 0  # header stamp (ns) of the last frame
         self.last_error = ''
         self.watch = Watch(num_classes)
+
+    def stamp_seen(self, stamp: int) -> None:
+        """A frame's header stamp (ns): one earlier than the last counts as a jump back (a
+        bag replayed again, a camera's clock reset; the adaptation starts again there)."""
+        if stamp and stamp < self.last_stamp:
+            self.totals['stamps_back'] += 1
+        self.last_stamp = stamp or self.last_stamp
 
     def frame_received(self, now: float, replaced: bool, seq: int | None,
                        single_publisher: bool) -> None:

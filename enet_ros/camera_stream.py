@@ -19,7 +19,8 @@ from std_msgs.msg import String
 from enet_ros import topics
 from enet_ros.camera_stats import CameraStats
 from enet_ros.class_map import LabelInfo
-from enet_ros.image_codec import array_to_fields, ImageError, MASK_PNG_FORMAT, mask_to_png
+from enet_ros.image_codec import (array_to_fields, ImageError, MASK_PNG_FORMAT, mask_to_png,
+                                  stamp_ns)
 
 RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
                'reliable': ReliabilityPolicy.RELIABLE}
@@ -139,6 +140,7 @@ class CameraStream:
         with node.pipeline.lock:
             dropped = frame is not None and node.pipeline.offer(self, frame)
             self.stats.frame_received(now, dropped, seq, self.sub.get_publisher_count() <= 1)
+            self.stats.stamp_seen(stamp_ns(msg.header))
             if error is not None:
                 self.stats.frame_rejected(str(error))
         if error is not None:

@@ -19,6 +19,7 @@ import time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 import numpy as np
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -64,6 +65,7 @@ class Segmentation:
         if warning:
             log.warning(warning)
         self._log_times: dict[str, float] = {}
+        self._ros_last = (-1, time.monotonic())  # ROS clock (ns) and when it last moved
 
     def load(self) -> None:
         """Load the weights, compile if asked, run one frame; raises on start-up errors."""
@@ -116,7 +118,9 @@ class Segmentation:
         for cam in self.cameras:
             cam.subscribe()
         self.pipeline.start()
-        self.diag_timer = self.create_timer(1.0, self.publish_diagnostics)
+        # on the steady clock: under use_sim_time a stopped /clock must not stop diagnostics
+        self.diag_timer = self.create_timer(1.0, self.publish_diagnostics,
+                                            clock=Clock(clock_type=ClockType.STEADY_TIME))
         self.get_logger().info(
             f'{self.segmenter.describe()}; listening on '
             f'{", ".join(c.sub.topic_name for c in self.cameras)} (camera info '
@@ -210,10 +214,24 @@ class Segmentation:
 
     # -- diagnostics -----------------------------------------------------------------
 
+    def clock_state(self, now: float) -> str:
+        """What the node's ROS clock does: system time, or simulated time advancing or
+        stopped (a /clock publisher that died or paused: message ages mean nothing)."""
+        clock = self.get_clock()
+        if clock.clock_type != ClockType.ROS_TIME or not clock.ros_time_is_active:
+            return 'system time'
+        ros = clock.now().nanoseconds
+        if ros != self._ros_last[0]:
+            self._ros_last = (ros, now)
+            return 'simulated time (/clock), advancing'
+        return (f'simulated time (/clock) stopped {now - self._ros_last[1]:.0f} s ago: is '
+                f'/clock still published?')
+
     def publish_diagnostics(self) -> None:
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         param, s, now = self.get_parameter, self.segmenter, time.monotonic()
+        clock_state = self.clock_state(now)
         for cam in self.cameras:
             with self.pipeline.lock:
                 window = cam.stats.take()
@@ -232,6 +250,7 @@ class Segmentation:
                     ('threads', f'{self.chooser.threads} ({self.chooser.reason})'),
                     ('input_topic', cam.sub.topic_name),
                     ('input_publishers', cam.publishers()),
+                    ('ros_clock', clock_state),
                     ('statistics', s.statistics(cam.name))])
             arr.status.append(DiagnosticStatus(
                 name=topics.status_name(self.get_namespace(), cam.ns),
