@@ -91,7 +91,7 @@ def test_stamps_that_jump_back_and_a_clock_that_stops(weights, ros):
         img = np.zeros((64, 96, 3), np.uint8)
         try:
             c.wait_for_node()
-            for replay in range(2):  # the same 2 s of a bag, twice
+            for _ in range(2):  # the same 2 s of a bag, twice
                 for k in range(10):
                     t = 1000.0 + 0.2 * k
                     clock.publish(Clock(clock=at(t)))
