@@ -10,9 +10,9 @@ weights it started from include: the starting weights are the held-out runs of t
 shipped recipe (``runs/ablation/J-softer-weights-<drive>``, which never saw <drive>), so
 no figure here comes from frames any weights were trained on.
 
-The fine-tuning recipe (how much faster the fresh classifier learns, how many epochs) is
-chosen first, on drive 0001TP (50 frames, one run per choice), and only then are the
-reported runs made, on drive 0006R0: a recipe picked on the measuring drive would flatter
+The fine-tuning recipe (how much faster the fresh classifier learns) is chosen first, on
+drive 0001TP (50 frames, 6 and 12 epochs for each choice: the best mean over both), and only
+then are the reported runs made (12 epochs), on drive 0006R0: a recipe picked on the measuring drive would flatter
 it. Every run uses the default augmentation (scale 0.5-2, flips, colour jitter); from
 scratch and fine-tuned train the same epochs on the same frames. Figures: class IoU over
 the four classes, fp32, original frames (``training.evaluate.heldout_metrics``). Runs
@@ -34,7 +34,7 @@ from training.evaluate import heldout_metrics
 SELECT_ON, REPORT_ON = '0001TP', '0006R0'
 OWN_DRIVE = '0016E5'
 # (classifier learning-rate scale, epochs) tried on SELECT_ON; learning rate 5e-4 (the default)
-GRID = ((10, 6), (50, 6), (10, 12), (50, 12))
+GRID = ((10, 6), (50, 6), (10, 12), (50, 12))  # each scale at both budgets
 
 
 def train(work: Path, name: str, split: str, holdout: str, epochs: int, init: str | None,
@@ -111,13 +111,17 @@ def main() -> None:
                   epochs, init[SELECT_ON], scale)
         tried.append((r['iou'], scale, epochs))
         rows.append(row(f'fine-tuned, classifier lr x{scale:g}', 50, SELECT_ON, r))
-    _, scale, epochs = max(tried)
+    # the scale that does best over both epoch budgets (a first dataset's size, and so the
+    # steps an epoch gives, vary); the reported runs train the longer budget
+    means = {sc: sum(i for i, s, _ in tried if s == sc) / 2 for _, sc, _ in tried}
+    scale, epochs = max(means, key=means.get), max(e for _, e in GRID)
     rows.append(row('CamVid classes merged, no training', 0, REPORT_ON,
                     merged(args.work, REPORT_ON, init[REPORT_ON])))
     for n in (50, 100):
         for start in ('scratch', 'fine-tuned'):
             tuned = start == 'fine-tuned'
-            r = train(args.work, f'{start}-{n}-s{scale:g}-e{epochs}', f'{n}-{REPORT_ON}',
+            name = f'fine-tuned-{n}-s{scale:g}-e{epochs}' if tuned else f'scratch-{n}-e{epochs}'
+            r = train(args.work, name, f'{n}-{REPORT_ON}',
                       REPORT_ON, epochs, init[REPORT_ON] if tuned else None, scale)
             rows.append(row(f'fine-tuned, classifier lr x{scale:g}' if tuned
                             else 'from scratch', n, REPORT_ON, r))
@@ -125,8 +129,10 @@ def main() -> None:
     md += (f'\nFour classes (background, road, sidewalk, obstacle) merged from CamVid and '
            f'read in the VOC layout (colour masks); own frames spread over drive {OWN_DRIVE}; '
            f'each row measured on every frame of a drive its starting weights never saw. '
-           f'The recipe (classifier learning-rate scale, epochs) was chosen on {SELECT_ON} '
-           f'(the first rows) and only then run on {REPORT_ON}: x{scale:g}, {epochs} epochs. '
+           f'The classifier learning-rate scale was chosen on {SELECT_ON} (the first rows: '
+           f"the best mean over the two epoch budgets, since a first dataset's size and so "
+           f'its steps an epoch vary) and only then run on {REPORT_ON}: x{scale:g}, '
+           f'{epochs} epochs. '
            f'Fine-tuned runs start from the held-out run of the shipped recipe for that '
            f'drive with the classifier re-initialised, learning rate 5e-4 (the classifier '
            f"at the scale given), default augmentation; from scratch is training.train's "

@@ -101,7 +101,7 @@ def get_args(argv=None) -> argparse.Namespace:
                         'one) or from a node weights file (e.g. enet_ros/weights/'
                         'enet_camvid.pt) instead of from scratch; with another class list '
                         'every layer but the classifier is kept')
-    p.add_argument('--classifier-lr-scale', type=float, default=10.0,
+    p.add_argument('--classifier-lr-scale', type=float, default=50.0,
                    help='with --init and another class list: the fresh classifier learns at '
                         'this many times --lr (Adam moves a weight by about the learning rate '
                         'a step, and a first dataset gives few steps; benchmarks/finetune.py '
