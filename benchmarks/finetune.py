@@ -14,9 +14,10 @@ The fine-tuning recipe (how much faster the fresh classifier learns) is chosen f
 drive 0001TP (50 frames, 6 and 12 epochs for each choice: the best mean over both), and
 only then are the reported runs made (12 epochs), on drive 0006R0: a recipe picked on the
 measuring drive would flatter it. Every run uses the default augmentation (scale 0.5-2,
-flips, colour jitter); from scratch and fine-tuned train the same epochs on the same frames. Figures: class IoU over
-the four classes, fp32, original frames (``training.evaluate.heldout_metrics``). Runs
-resume from their checkpoints under ``--work``.
+flips, colour jitter); from scratch and fine-tuned train the same epochs on the same
+frames. Figures: class IoU over the four classes, fp32, original frames
+(``training.evaluate.heldout_metrics``). Runs resume from their checkpoints under
+``--work``.
 """
 
 from __future__ import annotations
