@@ -317,7 +317,8 @@ def voc_frames(root: str | Path, splits: list[str], limit: int | None = None,
         if not stems:
             problems.append(f'{listing}: empty; expected one image stem a line')
         for stem in stems:
-            image = next((root / 'JPEGImages' / f'{stem}{x}' for x in IMAGE_SUFFIXES
+            image = next((root / 'JPEGImages' / f'{stem}{x}' for x in IMAGE_SUFFIXES +
+                          tuple(x.upper() for x in IMAGE_SUFFIXES)
                           if (root / 'JPEGImages' / f'{stem}{x}').is_file()), None)
             mask = root / 'SegmentationClass' / f'{stem}.png'
             if image is None:
