@@ -16,14 +16,14 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import String
 
-from enet_ros import topics
+from enet_ros import parameters, topics
 from enet_ros.camera_stats import CameraStats
 from enet_ros.class_map import LabelInfo
 from enet_ros.image_codec import (array_to_fields, ImageError, MASK_PNG_FORMAT, mask_to_png,
                                   stamp_ns)
 
-RELIABILITY = {'best_effort': ReliabilityPolicy.BEST_EFFORT,
-               'reliable': ReliabilityPolicy.RELIABLE}
+# the parameters' reliability names, as rclpy's policies
+RELIABILITY = {name: ReliabilityPolicy[name.upper()] for name in parameters.RELIABILITY}
 # rclpy passes a message's info (publication sequence number) to two-argument callbacks
 # since Iron; Humble's calls every callback with the message alone. There the node takes
 # the message alone and cannot count frames lost before it (diagnostics say so).
