@@ -55,22 +55,36 @@ def train(work: Path, name: str, split: str, holdout: str, epochs: int, init: st
             'seconds': sum(float(r['epoch_seconds']) for r in rows), 'epochs': len(rows)}
 
 
-def merged(work: Path, drive: str, init: str) -> dict:
+def untrained(work: Path, drive: str, init: str, merge: bool) -> dict:
     """The starting weights with no training at all: their CamVid classes merged into the
-    four (what a user could do without labelling anything)."""
+    four (``merge``: what a user could do without labelling anything), or with the fresh
+    classifier that fine-tuning starts from (what an untrained classifier gives)."""
     import tempfile
+    import torch
     from enet_ros.metrics import ConfusionMatrix
+    from enet_ros.model import ENet
     from enet_ros.segmenter import Segmenter
     from training import checkpoint, datasets
-    lut = colour_free_lut()
+    from training.train import CLASSIFIER
     frames = datasets.voc(work / 'voc', [f'50-{drive}'])
     held = [i for i, s in enumerate(frames.sequences) if s == drive]
+    ckpt = checkpoint.load(init)
+    lut = colour_free_lut()
+    if not merge:  # as training.train builds it, before its first step
+        torch.manual_seed(0)
+        model = ENet(len(FOUR_CLASSES))
+        model.load_state_dict({k: v for k, v in checkpoint.weights(ckpt).items()
+                               if k not in CLASSIFIER}, strict=False)
+        ckpt = {**ckpt, 'model': model.state_dict(), 'ema': None, 'data': {
+            **ckpt['data'], 'class_names': list(FOUR_CLASSES),
+            'palette': [list(c) for c, _ in FOUR_CLASSES.values()]}}
     with tempfile.TemporaryDirectory() as tmp:
-        seg = Segmenter(checkpoint.write_weights(checkpoint.load(init), Path(tmp) / 'w.pt', {}),
-                        'cpu', 'fp32', 'eager')
+        seg = Segmenter(checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {}), 'cpu', 'fp32',
+                        'eager')
         cm = ConfusionMatrix(len(FOUR_CLASSES))
         for i in held:
-            cm.update(frames.targets[i][None], lut[seg.segment(frames.images[i])[0]][None])
+            ids = seg.segment(frames.images[i])[0]
+            cm.update(frames.targets[i][None], (lut[ids] if merge else ids)[None])
     m = cm.compute(list(FOUR_CLASSES))
     return {'iou': m['mean_iou'], 'per_class': list(m['per_class_iou'].values())}
 
@@ -105,7 +119,7 @@ def main() -> None:
             for d in (SELECT_ON, REPORT_ON)}
 
     rows = [row('CamVid classes merged, no training', 0, SELECT_ON,
-                merged(args.work, SELECT_ON, init[SELECT_ON]))]
+                untrained(args.work, SELECT_ON, init[SELECT_ON], merge=True))]
     tried = []
     for scale, epochs in GRID:
         r = train(args.work, f'select-s{scale:g}-e{epochs}', f'50-{SELECT_ON}', SELECT_ON,
@@ -117,7 +131,9 @@ def main() -> None:
     means = {sc: sum(i for i, s, _ in tried if s == sc) / 2 for _, sc, _ in tried}
     scale, epochs = max(means, key=means.get), max(e for _, e in GRID)
     rows.append(row('CamVid classes merged, no training', 0, REPORT_ON,
-                    merged(args.work, REPORT_ON, init[REPORT_ON])))
+                    untrained(args.work, REPORT_ON, init[REPORT_ON], merge=True)))
+    rows.append(row('fresh classifier, no training', 0, REPORT_ON,
+                    untrained(args.work, REPORT_ON, init[REPORT_ON], merge=False)))
     for n in (50, 100):
         for start in ('scratch', 'fine-tuned'):
             tuned = start == 'fine-tuned'
@@ -138,7 +154,8 @@ def main() -> None:
            f'drive with the classifier re-initialised, learning rate 5e-4 (the classifier '
            f"at the scale given), default augmentation; from scratch is training.train's "
            f'default recipe for the same epochs. "merged" is those starting weights with no '
-           f'training, their CamVid classes mapped onto the four. Class IoU, fp32, original '
+           f'training, their CamVid classes mapped onto the four; "fresh classifier" is '
+           f'what fine-tuning starts from, before its first step. Class IoU, fp32, original '
            f'frames; per class in the order background / road / sidewalk / obstacle.\n\n')
     md += table(['start', 'own frames', 'measured on', 'epochs', 'train s', 'class IoU',
                  'per class'], rows)
