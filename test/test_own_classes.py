@@ -78,6 +78,22 @@ def test_index_and_palette_masks_read_as_the_colour_masks(export, tmp_path):
     palette = datasets.voc(tmp_path / 'palette', ['train'])
     for got, want in zip(palette.targets, reference.targets):
         np.testing.assert_array_equal(got, want)
+    # a palette PNG whose colours are the labelmap's, in another index order: by colour
+    shutil.copytree(export, tmp_path / 'reordered')
+    order = [2, 0, 3, 1]  # index k holds class order[k]
+    table = np.zeros((256, 3), np.uint8)
+    table[:4] = np.asarray(COLOURS, np.uint8)[order]
+    table[255] = datasets.VOC_BOUNDARY
+    for path, target in zip(reference.label_paths, reference.targets):
+        index = np.full_like(target, 255)
+        for k, cls in enumerate(order):
+            index[target == cls] = k
+        im = Image.fromarray(index, 'P')
+        im.putpalette(table.ravel().tolist())
+        im.save(tmp_path / 'reordered' / 'SegmentationClass' / path.name)
+    reordered = datasets.voc(tmp_path / 'reordered', ['train'])
+    for got, want in zip(reordered.targets, reference.targets):
+        np.testing.assert_array_equal(got, want)
     assert (reference.targets[0] == 255).any()  # CamVid's void became the boundary colour
 
 
@@ -109,13 +125,18 @@ def test_a_broken_export_is_refused_naming_every_file(export, tmp_path):
     assert 'epoch 1' not in train.stdout and not (tmp_path / 'run' / 'checkpoint.pth').exists()
 
 
-def test_an_empty_split_and_a_missing_labelmap_are_named(export, tmp_path):
+def test_an_empty_split_a_missing_labelmap_and_shared_colours_are_named(export, tmp_path):
     shutil.copytree(export, tmp_path / 'voc')
     (tmp_path / 'voc' / 'ImageSets' / 'Segmentation' / 'val.txt').write_text('\n')
     res = check(tmp_path / 'voc', '--splits', 'train', 'val')
     assert res.returncode == 1
     assert f'{tmp_path / "voc" / "ImageSets" / "Segmentation" / "val.txt"}: empty' in res.stdout
-    (tmp_path / 'voc' / 'labelmap.txt').unlink()
+    labelmap = tmp_path / 'voc' / 'labelmap.txt'
+    labelmap.write_text(labelmap.read_text().replace('255,160,0', '244,35,232'))
+    res = check(tmp_path / 'voc')
+    assert res.returncode == 1 and 'classes sidewalk and obstacle share (244, 35, 232)' in \
+        res.stdout, res.stdout
+    labelmap.unlink()
     res = check(tmp_path / 'voc')
     assert res.returncode == 1 and 'labelmap.txt: missing' in res.stdout, res.stdout
 

@@ -239,6 +239,11 @@ def read_labelmap(path: Path) -> Labelmap:
         problems.append(f'{path}: names no class; expected one "name:r,g,b::" line a class')
     if problems:
         raise DatasetError(problems)
+    shared = {c for c in colours if colours.count(c) > 1}
+    if shared:
+        raise DatasetError([f'{path}: classes ' + '; '.join(
+            ' and '.join(n for n, c in zip(names, colours) if c == colour) + f' share {colour}'
+            for colour in sorted(shared)) + ': a colour mask cannot tell them apart'])
     lm = Labelmap(tuple(names), tuple(colours))
     if not lm.kept:
         raise DatasetError([f'{path}: every class is ignored ({", ".join(names)})'])
@@ -254,7 +259,7 @@ def read_voc_mask(path: Path, lm: Labelmap) -> np.ndarray:
         mode = im.mode
         if mode == 'P':
             index = np.asarray(im)
-            palette = np.asarray(im.convert('RGB').getpalette() or [], np.uint8)
+            palette = np.asarray(im.getpalette('RGB') or [], np.uint8)
         elif mode in ('L', 'I;16', 'I'):
             index = np.asarray(im)
         elif mode in ('RGB', 'RGBA'):
