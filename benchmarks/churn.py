@@ -229,11 +229,22 @@ def managed_node_runs(params: dict, activations: int, reconfigures: int) -> list
     return out
 
 
+RSS_SECOND_HALF_MB = 2.0  # a leak grows in the second half as in the first
+
+
+def within_bounds(r: dict) -> bool:
+    """Every cycle answered within ANSWER_BOUND_S, and nothing grew in the second half: no
+    thread, no descriptor, at most RSS_SECOND_HALF_MB of memory."""
+    return (r['answered'] == r['cycles'] and r['slowest_s'] <= ANSWER_BOUND_S and
+            r['threads'][2] <= r['threads'][1] and r['fds'][2] <= r['fds'][1] and
+            r['rss_mb'][2] - r['rss_mb'][1] <= RSS_SECOND_HALF_MB)
+
+
 def row(r: dict) -> list:
     return [r['kind'], r['cycles'], f'{r["answered"]} of {r["cycles"]}',
             f'{r["slowest_s"]:.2f}', '{:.0f} / {:.0f} / {:.0f}'.format(*r['rss_mb']),
             '{} / {} / {}'.format(*r['threads']), '{} / {} / {}'.format(*r['fds']),
-            r['extra']]
+            'met' if within_bounds(r) else 'NOT met', r['extra']]
 
 
 def main() -> None:
@@ -264,8 +275,11 @@ def main() -> None:
            'cycle / half-way / at the end (a leak grows in both halves; a pool that fills '
            'once does not). Node alive with no traceback at the end: '
            f'{"yes" if plain_ok and managed_ok else "NO"}.\n\n')
+    md += (f'Bounds: every cycle answered within {ANSWER_BOUND_S:g} s; in the second half '
+           f'no new thread or descriptor and at most {RSS_SECOND_HALF_MB:g} MB more '
+           f'memory.\n\n')
     md += table(['what', 'cycles', 'answered', 'slowest s', 'RSS MB', 'threads', 'fds',
-                 'note'], [row(r) for r in plain + managed])
+                 'bounds', 'note'], [row(r) for r in plain + managed])
     publish('churn', md, args.readme)
 
 
