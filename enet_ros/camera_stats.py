@@ -8,6 +8,7 @@ the window once a second and turns ``assess``'s level, message and values into a
 from __future__ import annotations
 
 from dataclasses import dataclass
+import time
 
 import numpy as np
 
@@ -171,3 +172,20 @@ def status(w: Window, now: float, budget: float, stale: float,
     doubt, seen = watched
     level, message, values = assess(w, now, budget, stale, doubt)
     return level, message, about + values + seen
+
+
+class ClockWatch:
+    """Whether the node's ROS clock moves: system time, or simulated time (/clock) that
+    advances or has stopped (its publisher died or paused: message ages mean nothing)."""
+
+    def __init__(self):
+        self.last = (-1, time.monotonic())  # ROS time (ns) and when it last moved
+
+    def state(self, simulated: bool, ros_ns: int, now: float) -> str:
+        if not simulated:
+            return 'system time'
+        if ros_ns != self.last[0]:
+            self.last = (ros_ns, now)
+            return 'simulated time (/clock), advancing'
+        return (f'simulated time (/clock) stopped {now - self.last[1]:.0f} s ago: is /clock '
+                f'still published?')

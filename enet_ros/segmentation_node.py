@@ -37,7 +37,7 @@ from enet_ros.pipeline import Frame, Pipeline
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.shutdown import leave_at_once, LOADING, stop_on_signals, STOPPING
 from enet_ros.threads import starting_threads, ThreadChooser, usable_cpus
-from enet_ros.watch import card_summary, judge, reference_of
+from enet_ros.watch import card_summary, judge, reference_of, WATCH_OFF
 
 ERROR_THROTTLE_S = 5.0
 START_ERRORS = (CheckpointError, SegmenterError, ValueError)  # one line, exit code 1
@@ -65,7 +65,7 @@ class Segmentation:
         if warning:
             log.warning(warning)
         self._log_times: dict[str, float] = {}
-        self._ros_last = (-1, time.monotonic())  # ROS clock (ns) and when it last moved
+        self.clock_watch = camera_stats.ClockWatch()
 
     def load(self) -> None:
         """Load the weights, compile if asked, run one frame; raises on start-up errors."""
@@ -98,9 +98,7 @@ class Segmentation:
         card = self.segmenter.meta.card
         self.watch_reference, self.card_summary = reference_of(card), card_summary(card)
         if self.watch_reference is None:
-            self.get_logger().info(
-                'run-time watch off: the model card records no held-out figures to compare '
-                'frames with (export with training.export --heldout-runs to turn it on)')
+            self.get_logger().info(WATCH_OFF)
         meta = self.segmenter.meta
         self.cameras = [CameraStream(self, ns, meta.num_classes) for ns in self.config.cameras]
         self.pipeline = Pipeline(self.cameras, self.infer, self.publish, self.failed,
@@ -214,24 +212,13 @@ class Segmentation:
 
     # -- diagnostics -----------------------------------------------------------------
 
-    def clock_state(self, now: float) -> str:
-        """What the node's ROS clock does: system time, or simulated time advancing or
-        stopped (a /clock publisher that died or paused: message ages mean nothing)."""
-        clock = self.get_clock()
-        if clock.clock_type != ClockType.ROS_TIME or not clock.ros_time_is_active:
-            return 'system time'
-        ros = clock.now().nanoseconds
-        if ros != self._ros_last[0]:
-            self._ros_last = (ros, now)
-            return 'simulated time (/clock), advancing'
-        return (f'simulated time (/clock) stopped {now - self._ros_last[1]:.0f} s ago: is '
-                f'/clock still published?')
-
     def publish_diagnostics(self) -> None:
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         param, s, now = self.get_parameter, self.segmenter, time.monotonic()
-        clock_state = self.clock_state(now)
+        clock = self.get_clock()
+        simulated = clock.clock_type == ClockType.ROS_TIME and clock.ros_time_is_active
+        clock_state = self.clock_watch.state(simulated, clock.now().nanoseconds, now)
         for cam in self.cameras:
             with self.pipeline.lock:
                 window = cam.stats.take()

@@ -58,6 +58,10 @@ class Watch:
         return out
 
 
+WATCH_OFF = ('run-time watch off: the model card records no held-out figures to compare '
+             'frames with (export with training.export --heldout-runs to turn it on)')
+
+
 def judge(confidence: float, counts: np.ndarray, reference: dict | None, names,
           min_ratio: float, max_distance: float) -> tuple[str, list[tuple[str, str]]]:
     """(why the masks are in doubt, or '', and the diagnostics values) for one window's
