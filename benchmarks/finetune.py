@@ -65,19 +65,19 @@ def untrained(work: Path, drive: str, init: str, merge: bool) -> dict:
     from enet_ros.model import ENet
     from enet_ros.segmenter import Segmenter
     from training import checkpoint, datasets
-    from training.train import CLASSIFIER
+    from training.train import initial_weights
     frames = datasets.voc(work / 'voc', [f'50-{drive}'])
     held = [i for i, s in enumerate(frames.sequences) if s == drive]
     ckpt = checkpoint.load(init)
     lut = colour_free_lut()
     if not merge:  # as training.train builds it, before its first step
+        info = frames.info
         torch.manual_seed(0)
-        model = ENet(len(FOUR_CLASSES))
-        model.load_state_dict({k: v for k, v in checkpoint.weights(ckpt).items()
-                               if k not in CLASSIFIER}, strict=False)
+        model = ENet(len(info.class_names))
+        model.load_state_dict(initial_weights(init, None, info).state, strict=False)
         ckpt = {**ckpt, 'model': model.state_dict(), 'ema': None, 'data': {
-            **ckpt['data'], 'class_names': list(FOUR_CLASSES),
-            'palette': [list(c) for c, _ in FOUR_CLASSES.values()]}}
+            **ckpt['data'], 'class_names': list(info.class_names),
+            'palette': [list(c) for c in info.palette]}}
     with tempfile.TemporaryDirectory() as tmp:
         seg = Segmenter(checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {}), 'cpu', 'fp32',
                         'eager')

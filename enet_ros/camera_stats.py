@@ -8,7 +8,6 @@ the window once a second and turns ``assess``'s level, message and values into a
 from __future__ import annotations
 
 from dataclasses import dataclass
-import time
 
 import numpy as np
 
@@ -179,7 +178,7 @@ class ClockWatch:
     advances or has stopped (its publisher died or paused: message ages mean nothing)."""
 
     def __init__(self):
-        self.last = (-1, time.monotonic())  # ROS time (ns) and when it last moved
+        self.last = (-1, 0.0)  # ROS time (ns) and when (monotonic) it last moved
 
     def state(self, simulated: bool, ros_ns: int, now: float) -> str:
         if not simulated:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import copy
-import time
-
 import inspect
+import time
 
 try:
     from rclpy.event_handler import SubscriptionEventCallbacks

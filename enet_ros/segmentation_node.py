@@ -213,12 +213,12 @@ class Segmentation:
     # -- diagnostics -----------------------------------------------------------------
 
     def publish_diagnostics(self) -> None:
+        clock, param, s = self.get_clock(), self.get_parameter, self.segmenter
+        now, ros_now = time.monotonic(), clock.now()
         arr = DiagnosticArray()
-        arr.header.stamp = self.get_clock().now().to_msg()
-        param, s, now = self.get_parameter, self.segmenter, time.monotonic()
-        clock = self.get_clock()
+        arr.header.stamp = ros_now.to_msg()
         simulated = clock.clock_type == ClockType.ROS_TIME and clock.ros_time_is_active
-        clock_state = self.clock_watch.state(simulated, clock.now().nanoseconds, now)
+        clock_state = self.clock_watch.state(simulated, ros_now.nanoseconds, now)
         for cam in self.cameras:
             with self.pipeline.lock:
                 window = cam.stats.take()

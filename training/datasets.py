@@ -387,9 +387,12 @@ def voc(root: str | Path, splits: list[str], limit: int | None = None,
 NAMES = ('camvid', 'cityscapes', 'voc')
 
 
-def of_run(data: dict, root: str | Path) -> SegmentationSet:
-    """Every frame of the splits a training checkpoint's ``data`` drew from."""
-    return build(data['dataset'], root, data['splits'], group_by=data.get('group_by', 'prefix'))
+def of_run(data: dict, root: str | Path, splits: list[str] | None = None,
+           limit: int | None = None) -> SegmentationSet:
+    """The frames of a training checkpoint's dataset (its ``data``), grouped as it was:
+    those of the splits it drew from, or of ``splits``."""
+    return build(data['dataset'], root, splits or data['splits'], limit,
+                 data.get('group_by', 'prefix'))
 
 
 def info_of(data: dict) -> DatasetInfo:

@@ -113,10 +113,8 @@ def main(args: argparse.Namespace) -> Path:
     metrics = {'model_card': model_card(ckpt, args.heldout_runs, args.root)}
     out = Path(args.output)
     if args.root:
-        data = ckpt['data']
-        splits = data['splits'] if data['dataset'] == 'voc' else ['val']
-        val = datasets.build(data['dataset'], args.root, splits, args.limit,
-                             data.get('group_by', 'prefix'))
+        own = ckpt['data']['dataset'] == 'voc'  # an own dataset may have no val split
+        val = datasets.of_run(ckpt['data'], args.root, None if own else ['val'], args.limit)
         with tempfile.TemporaryDirectory() as tmp:
             draft = checkpoint.write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
             metrics['precision_agreement'] = precision_agreement(draft, val.images)

@@ -40,6 +40,7 @@ from pathlib import Path
 import shlex
 import sys
 import time
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -276,11 +277,24 @@ class Teachers:
 CLASSIFIER = ('fullconv.weight', 'fullconv.bias')  # the only layer sized by the classes
 
 
-def initial_weights(init: str, holdout: str | None,
-                    info: datasets.DatasetInfo) -> tuple[dict, list, list, str]:
+class Init(NamedTuple):
     """What ``--init`` starts from: the state dict to load (without the classifier when
     the class list differs), the mean and std those weights were trained with, and a line
     saying what was kept."""
+
+    state: dict
+    mean: list
+    std: list
+    line: str
+
+    @property
+    def fresh_classifier(self) -> bool:
+        return not set(CLASSIFIER) <= self.state.keys()
+
+
+def initial_weights(init: str, holdout: str | None, info: datasets.DatasetInfo) -> Init:
+    """``Init`` of ``--init`` (a training run or a node weights file) for ``info``'s
+    classes."""
     path = Path(init)
     if checkpoint.is_run(path):
         parent = held_out_like(init, holdout, '--init')
@@ -302,12 +316,12 @@ def initial_weights(init: str, holdout: str | None,
         mean, std = list(meta.mean), list(meta.std)
         origin = f'{init} ({meta.dataset}, {meta.num_classes} classes)'
     if tuple(names) == tuple(info.class_names):
-        return state, mean, std, f'starting from {origin}: every layer kept'
+        return Init(state, mean, std, f'starting from {origin}: every layer kept')
     state = {k: v for k, v in state.items() if k not in CLASSIFIER}
-    return state, mean, std, (
+    return Init(state, mean, std, (
         f'starting from {origin}: every layer kept but the classifier (fullconv), which '
         f'starts afresh for {len(info.class_names)} classes '
-        f'({", ".join(info.class_names)}) in place of {len(names)}')
+        f'({", ".join(info.class_names)}) in place of {len(names)}'))
 
 
 def held_out_like(run: str, holdout: str | None, option: str) -> dict:
@@ -386,7 +400,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     num_classes = len(info.class_names)
     weights = class_weights(train_y.cpu().numpy(), num_classes, args.class_weight_c)
     # fine-tuned weights keep the input statistics they learnt with
-    mean_l, std_l = init[1:3] if init else channel_stats(train_x)
+    mean_l, std_l = (init.mean, init.std) if init else channel_stats(train_x)
     mean = torch.tensor(mean_l, device=device).view(1, 3, 1, 1)
     std = torch.tensor(std_l, device=device).view(1, 3, 1, 1)
     augment = Augment(tuple(args.scale), args.color, args.gamma, args.cutmix)
@@ -397,17 +411,17 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     if init:
-        missing, unexpected = model.load_state_dict(init[0], strict=False)
+        missing, unexpected = model.load_state_dict(init.state, strict=False)
         if unexpected or set(missing) - set(CLASSIFIER):
             raise SystemExit(f'--init {args.init} does not match ENet: missing '
                              f'{sorted(set(missing) - set(CLASSIFIER))}, unexpected '
                              f'{sorted(unexpected)}')
-        print(init[3], flush=True)
+        print(init.line, flush=True)
     teachers = Teachers(args.teacher, args.holdout, num_classes, device, amp_dtype,
                         args.compile) if args.teacher else None
     criterion = Criterion(weights.to(device), args.lovasz, args.ohem)
     groups = [{'params': list(model.parameters())}]
-    if init is not None and not set(CLASSIFIER) <= init[0].keys():  # a fresh classifier
+    if init is not None and init.fresh_classifier:
         named = dict(model.named_parameters())
         groups = [{'params': [p for n, p in named.items() if n not in CLASSIFIER]},
                   {'params': [named[n] for n in CLASSIFIER],
