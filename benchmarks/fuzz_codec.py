@@ -168,6 +168,7 @@ def through_node(client, pid: int, cases: int, every: int = 3, rss_bound_mb: flo
     after every ``every`` of them; return counts and the node's RSS growth. The node must
     run with ``max_image_pixels`` = MAX_PIXELS and default ``input_bits``."""
     from sensor_msgs.msg import Image
+    from benchmarks.node_perf import rss_mb
     from enet_ros.image_codec import array_to_fields, stamp_key
     from enet_ros.topics import status_name
     fuzzed = drawn(images(), cases)
@@ -191,17 +192,14 @@ def through_node(client, pid: int, cases: int, every: int = 3, rss_bound_mb: flo
         rss.append(rss_mb(pid))
     time.sleep(1.5)  # one more diagnostics period
     status = client.last_status(status_name(client.node.get_namespace()))
-    return {'fuzzed': len(fuzzed), 'rejected here': rejected_here,
+    return {'fuzzed': len(fuzzed), 'rejected here': rejected_here, 'sent': len(fuzzed) +
+            answered + missed, 'received by node': int(status.get('frames_received', -1)),
+            # superseded in the node's depth-1 queue before its callback took them, and
+            # counted so from the publisher's sequence numbers
+            'lost before node': int(status.get('frames_dropped_before_node', -1)),
             'rejected by node': int(status.get('frames_rejected', -1)),
             'good answered': answered, 'good missed': missed,
             'rss start MB': rss[0], 'rss max MB': max(rss), 'rss bound MB': rss_bound_mb}
-
-
-def rss_mb(pid: int) -> float:
-    for line in open(f'/proc/{pid}/status'):
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024
-    return float('nan')
 
 
 def fuzz(cases: int, fuzz_seed: int = 20261201) -> dict[str, dict]:
@@ -274,6 +272,8 @@ def node_table(cases: int) -> str:
         ['good frames answered', f'{r["good answered"]} of {good}'],
         ['rejected by the node / by the codec here', f'{r["rejected by node"]} / '
                                                      f'{r["rejected here"]}'],
+        ['sent / received by the node / lost before it (counted)',
+         f'{r["sent"]} / {r["received by node"]} / {r["lost before node"]}'],
         ['node alive, tracebacks in its log', f'{alive}, {log.count("Traceback")}'],
         ['node RSS at start / highest (MB)', f'{r["rss start MB"]:.0f} / '
                                              f'{r["rss max MB"]:.0f}']])

@@ -24,7 +24,12 @@ def test_fuzzed_frames_through_dds_are_rejected_and_good_ones_answered(weights, 
         log = proc.log()
     assert r['good missed'] == 0 and r['good answered'] == 50, r
     assert 0 < r['rejected here'] < r['fuzzed'], r  # the cases exercise both outcomes
-    assert r['rejected by node'] == r['rejected here'], r
+    # every message accounted for: received, or superseded in the node's depth-1 queue
+    # (10 ms apart, a busy callback can let one pass) and counted as lost before it
+    assert r['received by node'] + r['lost before node'] == r['sent'], r
+    assert r['lost before node'] <= r['sent'] // 50, r
+    assert r['rejected by node'] <= r['rejected here'] <= \
+        r['rejected by node'] + r['lost before node'], r
     assert r['rss max MB'] - r['rss start MB'] < r['rss bound MB'], r
     assert 'Traceback' not in log, log
     assert 'frame skipped' in log  # the rejections are named (throttled)
