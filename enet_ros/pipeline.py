@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 import threading
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -52,6 +53,8 @@ class Pipeline:
         self._outbox = None  # (camera, Frame, result): one frame on its way out
         self._next = 0  # the camera the next round-robin pass starts at
         self.running = False
+        self._closed = False
+        self._busy = 0  # threads inside infer or publish
         self._threads: list[threading.Thread] = []
 
     def offer(self, camera: Hashable, frame: Frame) -> bool:
@@ -63,19 +66,41 @@ class Pipeline:
         return replaced
 
     def start(self) -> None:
-        self.running = True
-        self._threads = [threading.Thread(target=self._work, name='enet_inference', daemon=True),
-                         threading.Thread(target=self._send, name='enet_publish', daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        """Serve, from frames offered after this call on; the threads start on the first
+        call and are reused after a ``stop``."""
+        with self.lock:
+            self.running = True
+            self._pending = dict.fromkeys(self._pending)
+            self._arrived.notify_all()
+            self._handed.notify_all()
+        if not self._threads:
+            self._threads = [
+                threading.Thread(target=self._work, name='enet_inference', daemon=True),
+                threading.Thread(target=self._send, name='enet_publish', daemon=True)]
+            for thread in self._threads:
+                thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop both threads; frames waiting in the mailboxes or the outbox are discarded
-        (a stopped node publishes nothing more)."""
+        """Pause: frames waiting in the mailboxes or the outbox are discarded, and once the
+        frame in the network or being published (if any) is done, nothing more is
+        published (a stopped node publishes nothing more). The threads wait for the next
+        ``start``: new threads each time would each get malloc arenas and an OpenMP team
+        of their own, memory that a lifecycle manager cycling the node would pile up."""
+        deadline = time.monotonic() + timeout
         with self.lock:
             self.running = False
             self._pending = dict.fromkeys(self._pending)
             self._outbox = None
+            self._arrived.notify_all()
+            self._handed.notify_all()
+            while self._busy and time.monotonic() < deadline:
+                self._handed.wait(max(0.0, deadline - time.monotonic()))
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop and end both threads (the pipeline is not started again)."""
+        self.stop(timeout)
+        with self.lock:
+            self._closed = True
             self._arrived.notify_all()
             self._handed.notify_all()
         for thread in self._threads:
@@ -83,18 +108,25 @@ class Pipeline:
         self._threads = []
 
     def _take(self):
+        """The next frame, round-robin, marked busy; None once closed."""
         with self.lock:
-            while self.running:
+            while not self._closed:
                 n = len(self.cameras)
-                for k in range(n):  # round-robin, starting after the last camera served
+                for k in range(n if self.running else 0):  # after the last camera served
                     cam = self.cameras[(self._next + k) % n]
                     frame = self._pending[cam]
                     if frame is not None:
                         self._pending[cam] = None
                         self._next = (self._next + k + 1) % n
+                        self._busy += 1
                         return cam, frame
                 self._arrived.wait(0.5)
         return None
+
+    def _done(self) -> None:
+        """A thread is back from its callback (``lock`` held)."""
+        self._busy -= 1
+        self._handed.notify_all()
 
     def _work(self) -> None:
         self.on_infer_thread()
@@ -104,30 +136,31 @@ class Pipeline:
                 return
             cam, frame = item
             try:
-                result = self.infer(cam, frame)
+                result = (cam, frame, self.infer(cam, frame))
             except Exception as exc:  # inference failure: report, keep serving
                 self.failed(cam, 'inference failed', exc)
-                continue
+                result = None
             with self.lock:
                 while self._outbox is not None and self.running:
                     self._handed.wait()
-                if not self.running:
-                    return
-                self._outbox = (cam, frame, result)
-                self._handed.notify_all()
+                if self.running and result is not None:
+                    self._outbox = result  # after a stop, the frame is discarded
+                self._done()
 
     def _send(self) -> None:
         while True:
             with self.lock:
-                while self._outbox is None and self.running:
+                while self._outbox is None and not self._closed:
                     self._handed.wait(0.5)
-                if not self.running:
+                if self._closed:
                     return
                 out = self._outbox
+                self._busy += 1
             try:
                 self.publish(*out)
             except Exception as exc:  # a publisher failed: report, keep serving
                 self.failed(out[0], 'publishing failed', exc)
             with self.lock:
-                self._outbox = None
-                self._handed.notify_all()
+                if self._outbox is out:  # not a newer one, should a stop have timed out
+                    self._outbox = None
+                self._done()

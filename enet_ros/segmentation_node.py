@@ -6,9 +6,8 @@ Per camera namespace ``ns`` (parameter ``cameras``; default one camera, no names
   (only while subscribed), and ``/diagnostics`` once a second. ``--help`` lists them all.
 
 The node is the ROS shell: it declares its parameters from ``parameters.PARAMETERS``,
-wires one ``CameraStream`` per camera, and hands frames to the ROS-free ``Pipeline``
-(newest frame per camera, one inference thread, one publishing thread), whose work is
-the inference core's (``Segmenter``).
+wires one ``CameraStream`` per camera and hands frames to the ROS-free ``Pipeline``
+(newest frame per camera, two threads), whose work is the core's (``Segmenter``).
 """
 
 from __future__ import annotations
@@ -136,6 +135,7 @@ class Segmentation:
             self.segmenter.adapter.reset()
 
     def close_outputs(self) -> None:
+        self.pipeline.close()
         for cam in self.cameras:
             cam.destroy()
         self.destroy_publisher(self.pub_diag)

@@ -54,7 +54,7 @@ def running():
     pipe.start()
     yield pipe, rec
     rec.gate.set()
-    pipe.stop()
+    pipe.close()
 
 
 def test_only_the_newest_frame_of_a_camera_reaches_the_network(running):
@@ -113,7 +113,7 @@ def test_a_failing_publisher_is_reported_and_publishing_goes_on():
                 pipe.offer('front', frame(name))
             wait_for(lambda n=name: n.upper() in calls)
     finally:
-        pipe.stop()
+        pipe.close()
     assert rec.failures == [('front', 'publishing failed', 'publisher gone')]
 
 
@@ -132,3 +132,30 @@ def test_stop_discards_waiting_frames_and_publishes_nothing_more(running):
     stopper.join(5)
     assert not pipe.running and rec.published == []
     assert ('rear', 'waiting') not in rec.inferred
+
+
+def test_a_stopped_pipeline_serves_again_on_the_same_threads(running):
+    """Lifecycle cycles reuse the two threads (new ones would pile up malloc arenas);
+    close ends them."""
+    pipe, rec = running
+
+    def served(name):
+        with pipe.lock:
+            pipe.offer('front', frame(name))
+        wait_for(lambda: ('front', name.upper()) in rec.published)
+
+    def threads():
+        return {t.ident for t in threading.enumerate() if t.name.startswith('enet_')}
+    served('a')
+    before = threads()
+    assert len(before) == 2
+    for name in ('b', 'c'):
+        pipe.stop()
+        with pipe.lock:
+            pipe.offer('front', frame('stale'))  # offered while stopped: never served
+        pipe.start()
+        served(name)
+        assert threads() == before
+    assert ('front', 'STALE') not in rec.published
+    pipe.close()
+    assert not threads()
