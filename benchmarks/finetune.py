@@ -64,11 +64,11 @@ def untrained(work: Path, drive: str, init: str, merge: bool) -> dict:
     from enet_ros.metrics import ConfusionMatrix
     from enet_ros.model import ENet
     from enet_ros.segmenter import Segmenter
-    from training import checkpoint, datasets
+    from training import run_checkpoint, datasets
     from training.train import initial_weights
     frames = datasets.voc(work / 'voc', [f'50-{drive}'])
     held = [i for i, s in enumerate(frames.sequences) if s == drive]
-    ckpt = checkpoint.load(init)
+    ckpt = run_checkpoint.load(init)
     lut = colour_free_lut()
     if not merge:  # as training.train builds it, before its first step
         info = frames.info
@@ -79,7 +79,7 @@ def untrained(work: Path, drive: str, init: str, merge: bool) -> dict:
             **ckpt['data'], 'class_names': list(info.class_names),
             'palette': [list(c) for c in info.palette]}}
     with tempfile.TemporaryDirectory() as tmp:
-        seg = Segmenter(checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {}), 'cpu', 'fp32',
+        seg = Segmenter(run_checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {}), 'cpu', 'fp32',
                         'eager')
         cm = ConfusionMatrix(len(FOUR_CLASSES))
         for i in held:

@@ -38,7 +38,7 @@ from benchmarks.core_speed import median_ms
 from reporting.tables import header, publish, table
 from enet_ros.metrics import Evaluation
 from enet_ros.segmenter import MIN_AGREEMENT, Segmenter
-from training import checkpoint, datasets
+from training import run_checkpoint, datasets
 
 ROUNDS = 3
 
@@ -85,14 +85,14 @@ def main() -> None:
     p.add_argument('--calibration', type=int, default=200)
     p.add_argument('--readme', action='store_true', help='replace the README section')
     args = p.parse_args()
-    ckpt = checkpoint.load(args.run)
+    ckpt = run_checkpoint.load(args.run)
     data = ckpt['data']
     frames = datasets.of_run(data, args.root)
     train, held = datasets.split_by_sequence(frames, data['heldout_sequence'])
     step = max(1, len(train) // args.calibration)
     calibration = [frames.images[i] for i in train[::step][:args.calibration]]
     with tempfile.TemporaryDirectory() as tmp:
-        weights = checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
+        weights = run_checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
         segs = {'fp32': Segmenter(weights, 'cpu', 'fp32', 'eager'),
                 'bf16': Segmenter(weights, 'cpu', 'bf16', 'compile')}
         segs['int8'] = Segmenter(weights, 'cpu', 'fp32', 'eager')

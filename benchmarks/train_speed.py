@@ -28,7 +28,7 @@ from enet_ros.model import ENet
 from training import datasets
 from training.augment import Augment
 from training.datasets import IGNORE
-from training.train import autocast_dtype, class_weights, TrainStep
+from training.train import autocast_dtype, class_weights, Normalise, TrainStep
 
 SIZE = (360, 480)
 BATCH = 10
@@ -62,7 +62,7 @@ class Reference:
 
     def __init__(self, frames, weights, mean, std):
         self.frames, self.rng = frames, np.random.default_rng(0)
-        self.mean, self.std = mean, std
+        self.normalise = Normalise(mean, std)
         self.model = ENet(11).train()
         self.criterion = nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=5e-4, weight_decay=2e-4)
@@ -73,7 +73,7 @@ class Reference:
                  for i in idx]
         x = torch.from_numpy(np.stack([np.ascontiguousarray(i) for i, _ in items]))
         y = torch.from_numpy(np.stack([np.ascontiguousarray(t) for _, t in items])).long()
-        x = (x.permute(0, 3, 1, 2).float().div_(255) - self.mean) / self.std
+        x = self.normalise(x.permute(0, 3, 1, 2).float().div_(255))
         loss = self.criterion(self.model(x), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -87,7 +87,7 @@ class Today:
                      f'{"bf16 autocast" if dtype else "fp32"}{", compiled" if compile_ else ""}')
         self.x = torch.from_numpy(np.stack(frames.images))
         self.y = torch.from_numpy(np.stack(frames.targets))
-        self.mean, self.std = mean, std
+        self.normalise = Normalise(mean, std)
         self.gen = torch.Generator().manual_seed(0)
         self.augment = Augment((0.75, 1.5), 0.3)
         model = ENet(11).train()
@@ -100,7 +100,7 @@ class Today:
     def step(self):
         idx = torch.randperm(len(self.x), generator=self.gen)[:BATCH]
         x, y = self.augment(self.x[idx], self.y[idx], self.gen)
-        self.train_step((x - self.mean) / self.std, y)
+        self.train_step(self.normalise(x), y)
 
 
 def main(argv=None) -> None:
@@ -113,8 +113,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     frames = datasets.build('camvid', args.root, ['train'], args.frames)
     weights = class_weights(frames.targets, 11)
-    mean = torch.tensor([0.4, 0.4, 0.4]).view(1, 3, 1, 1)
-    std = torch.tensor([0.3, 0.3, 0.3]).view(1, 3, 1, 1)
+    mean, std = [0.4, 0.4, 0.4], [0.3, 0.3, 0.3]
     variants = [Reference(frames, weights, mean, std),
                 Today(frames, weights, mean, std, 'off', False),
                 Today(frames, weights, mean, std, 'auto', False),

@@ -37,7 +37,8 @@ import zipfile
 import torch
 
 from enet_ros.threads import usable_cpus
-from enet_ros.torch_private import aoti_c_interface, aoti_compile_and_package, aoti_load_package
+from enet_ros.torch_private import (aoti_c_interface, aoti_compile_and_package,
+                                    aoti_load_package, handle_tensors, tensor_handles)
 
 
 def cache_dir() -> Path:
@@ -175,13 +176,13 @@ class Package:
         if len(tensors) != self.num_inputs:
             raise ValueError(f'the network takes {self.num_inputs} tensors, got {len(tensors)}')
         # new tensor handles (references); the call takes them over
-        capsules = torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(list(tensors))
+        capsules = tensor_handles(list(tensors))
         inputs = (ctypes.c_void_p * len(capsules))(
             *[self._capsule_pointer(c, None) for c in capsules])
         outputs = (ctypes.c_void_p * self.num_outputs)()
         self._call('run', self._lib.AOTInductorModelContainerRun, self._handle, inputs,
                    len(capsules), outputs, self.num_outputs, None, None)
-        return tuple(torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(
+        return tuple(handle_tensors(
             [self._new_capsule(p, None, None) for p in outputs]))
 
     def __del__(self) -> None:

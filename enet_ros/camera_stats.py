@@ -188,3 +188,12 @@ class ClockWatch:
             return 'simulated time (/clock), advancing'
         return (f'simulated time (/clock) stopped {now - self.last[1]:.0f} s ago: is /clock '
                 f'still published?')
+
+
+def summarize_ms(seconds) -> dict:
+    """Mean, median, 95th percentile and max in milliseconds (None for no samples)."""
+    v = np.asarray(list(seconds), dtype=np.float64) * 1000
+    if v.size == 0:
+        return {'mean_ms': None, 'median_ms': None, 'p95_ms': None, 'max_ms': None}
+    return {'mean_ms': float(v.mean()), 'median_ms': float(np.median(v)),
+            'p95_ms': float(np.percentile(v, 95)), 'max_ms': float(v.max())}

@@ -79,6 +79,19 @@ class ModelCard:
         return str(self.stages[-1].get('trained', '?')) if self.stages else '?'
 
 
+def card_summary(card: ModelCard | None) -> str:
+    """One line of a model card for diagnostics: data, training date, held-out figures."""
+    if card is None:
+        return 'none (weights exported without a model card)'
+    data = card.data
+    heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in sorted(card.heldout.items()))
+    return (f'{data.get("dataset", "?")} {"+".join(data.get("splits", []))} '
+            f'({data.get("train_frames", "?")} frames), '
+            f'{" + ".join(str(s.get("epochs", "?")) for s in card.stages)} epochs, '
+            f'trained {card.trained[:10]}; held-out class IoU: '
+            f'{heldout or "none recorded (the run-time watch is off)"}')
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     dataset: str

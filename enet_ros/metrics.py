@@ -60,15 +60,6 @@ def format_metrics(metrics: dict) -> str:
     return '\n'.join(lines)
 
 
-def summarize_ms(seconds) -> dict:
-    """Mean, median, 95th percentile and max in milliseconds (None for no samples)."""
-    v = np.asarray(list(seconds), dtype=np.float64) * 1000
-    if v.size == 0:
-        return {'mean_ms': None, 'median_ms': None, 'p95_ms': None, 'max_ms': None}
-    return {'mean_ms': float(v.mean()), 'median_ms': float(np.median(v)),
-            'p95_ms': float(np.percentile(v, 95)), 'max_ms': float(v.max())}
-
-
 class Evaluation:
     """One evaluation loop for every tool: ``add`` segments a frame with the node's core
     (and records the run-time watch's figures), ``score`` counts it against its labels,

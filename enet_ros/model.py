@@ -39,6 +39,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from enet_ros.torch_private import conv_forward
+
 ARCHITECTURE = 'enet-paper-v1'
 DOWNSAMPLE_FACTOR = 8
 BN_EPS = 1e-3  # the official code's batch-norm epsilon
@@ -288,7 +290,7 @@ class Adjust(nn.Module):
         if isinstance(layer, nn.ConvTranspose2d):
             return F.conv_transpose2d(x, layer.weight, bias, layer.stride, layer.padding,
                                       layer.output_padding, layer.groups, layer.dilation)
-        return layer._conv_forward(x, layer.weight, bias)
+        return conv_forward(layer, x, bias)
 
 
 def _fuse_sequential(seq: nn.Sequential, fold=_fold_bn) -> nn.Sequential:

@@ -28,7 +28,7 @@ import torch
 from enet_ros import camera_stats, parameters, topics
 from enet_ros.adaptation import camera_time
 from enet_ros.camera_stream import CameraStream
-from enet_ros.checkpoint import CheckpointError, DEFAULT_WEIGHTS
+from enet_ros.checkpoint import card_summary, CheckpointError, DEFAULT_WEIGHTS
 from enet_ros.class_map import class_info, label_info
 from enet_ros.dds import segment_warning
 from enet_ros.image_codec import ImageError, message_to_array, stamp_ns
@@ -36,7 +36,7 @@ from enet_ros.pipeline import Frame, Pipeline
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.shutdown import leave_at_once, LOADING, stop_on_signals, STOPPING
 from enet_ros.threads import starting_threads, ThreadChooser, usable_cpus
-from enet_ros.watch import card_summary, judge, reference_of, WATCH_OFF
+from enet_ros.watch import judge, reference_of, WATCH_OFF
 
 ERROR_THROTTLE_S = 5.0
 START_ERRORS = (CheckpointError, SegmenterError, ValueError)  # one line, exit code 1

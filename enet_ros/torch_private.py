@@ -4,11 +4,11 @@ the public (or slower) path instead of failing somewhere deep.
 
 - ``torch.ops.mkldnn._is_mkldnn_bf16_supported``: whether oneDNN runs bf16 natively;
 - ``nn.Conv2d._conv_forward`` (``conv_forward``): a convolution with another bias (the
-  adapted statistics). ``model.py`` still calls it directly: the held-out figures cached
-  in ``runs/`` are keyed on that file's bytes, and changing it would discard all of them;
+  adapted statistics);
 - ``torch._inductor.aoti_compile_and_package`` / ``aoti_load_package``: AOTInductor;
 - AOTInductor's C interface (``AOTInductorModelContainer*``), called through ctypes by
-  ``aoti_cache.Package`` so the compiled network runs without Python's global lock.
+  ``aoti_cache.Package`` so the compiled network runs without Python's global lock, and
+  ``torch._C._aoti``'s tensor handles it passes (``tensor_handles``, ``handle_tensors``).
 """
 
 from __future__ import annotations
@@ -62,3 +62,13 @@ def aoti_c_interface() -> bool:
 def aoti_load_package(path: str):
     """torch's own loader: the fallback where the C interface is not used."""
     return torch._inductor.aoti_load_package(path)
+
+
+def tensor_handles(tensors: list[torch.Tensor]) -> list:
+    """New AOTInductor tensor handles (capsules) of ``tensors``, for the C interface."""
+    return torch._C._aoti.unsafe_alloc_void_ptrs_from_tensors(tensors)
+
+
+def handle_tensors(capsules: list) -> list[torch.Tensor]:
+    """Tensors that take over the AOTInductor tensor handles in ``capsules``."""
+    return torch._C._aoti.alloc_tensors_by_stealing_from_void_ptrs(capsules)

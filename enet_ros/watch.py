@@ -103,16 +103,3 @@ def reference_of(card: ModelCard | None) -> dict | None:
     return {'mean_confidence': float(sum(w * m['mean_confidence'] for w, m in zip(weights, runs))),
             'class_mix': sum(w * np.asarray(m['class_mix']) for w, m in zip(weights, runs)),
             'drives': sorted(card.heldout)}
-
-
-def card_summary(card: ModelCard | None) -> str:
-    """One line of a model card for diagnostics: data, training date, held-out figures."""
-    if card is None:
-        return 'none (weights exported without a model card)'
-    data = card.data
-    heldout = ', '.join(f'{seq} {m["mean_iou"]:.1f}' for seq, m in sorted(card.heldout.items()))
-    return (f'{data.get("dataset", "?")} {"+".join(data.get("splits", []))} '
-            f'({data.get("train_frames", "?")} frames), '
-            f'{" + ".join(str(s.get("epochs", "?")) for s in card.stages)} epochs, '
-            f'trained {card.trained[:10]}; held-out class IoU: '
-            f'{heldout or "none recorded (the run-time watch is off)"}')

@@ -86,3 +86,14 @@ def test_installed_modules_have_no_import_time_side_effects():
                          r'os\.environ\.(update|setdefault)|^np\.\w+ = ', code):
                 offenders.append(f'{name}: {code.splitlines()[0]}')
     assert not offenders, offenders
+
+
+def test_private_torch_interfaces_only_in_torch_private():
+    """Every private torch attribute the installed package touches (``torch._x``,
+    ``layer._conv_forward``...) is behind one function of ``torch_private``."""
+    private = re.compile(r'\btorch\.(?:\w+\.)*_[a-z]\w*|\._conv_forward\b|_is_mkldnn')
+    found = [f'{path.relative_to(REPO)}:{k}: {line.strip()}'
+             for path in (REPO / 'enet_ros').rglob('*.py') if path.name != 'torch_private.py'
+             for k, line in enumerate(path.read_text().splitlines(), 1)
+             if private.search(line.split('#')[0])]
+    assert not found, '\n'.join(found)

@@ -454,8 +454,8 @@ def test_checkpoint_with_nan_weights_is_refused(weights, tmp_path):
 
 
 def test_training_checkpoint_as_model_file_says_how_to_export(tmp_path):
-    from training import checkpoint
-    path = checkpoint.save(tmp_path, {'model': ENet(11).state_dict(), 'optimizer': {},
+    from training import run_checkpoint
+    path = run_checkpoint.save(tmp_path, {'model': ENet(11).state_dict(), 'optimizer': {},
                                       'lr_scheduler': {}, 'epoch': 0})
     with pytest.raises(CheckpointError, match='is a training checkpoint.*training.export'):
         load_checkpoint(path)

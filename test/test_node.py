@@ -615,7 +615,7 @@ def test_fastdds_default_segment_is_warned_about(tmp_path):
 def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
     import torch
     from enet_ros.checkpoint import load_checkpoint, save_checkpoint
-    from training import checkpoint
+    from training import run_checkpoint
     if params.get('device') == 'cuda' and torch.cuda.is_available():
         pytest.skip('this machine has CUDA')
     if params.pop('corrupt', False):
@@ -630,7 +630,7 @@ def test_startup_failures_exit_nonzero(weights, tmp_path, params, message):
         params['model_path'] = str(tmp_path / 'nan.pt')
     if params.pop('training', False):
         model, _ = load_checkpoint(weights)
-        params['model_path'] = str(checkpoint.save(tmp_path, {
+        params['model_path'] = str(run_checkpoint.save(tmp_path, {
             'model': model.state_dict(), 'optimizer': {}, 'lr_scheduler': {}, 'epoch': 0}))
     params.setdefault('model_path', str(weights))
     with NodeProcess(params) as proc:

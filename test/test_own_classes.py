@@ -172,8 +172,9 @@ def test_export_to_node_publishes_the_labelmap_classes(export, tmp_path, ros):
     from enet_ros.tools.client import NodeProcess, SegmentationClient
     run, weights = tmp_path / 'run', tmp_path / 'own.pt'
     res = run_python('-m', 'training.train', '--dataset', 'voc', '--root', export, '--splits',
-                     'train', '--epochs', '1', '--max-steps', '2', '--input-size', '120',
-                     '160', '--init', DEFAULT_WEIGHTS, '--output-dir', run, timeout=600)
+                     'train', '--epochs', '1', '--limit', '8', '--batch-size', '4',
+                     '--input-size', '120', '160', '--init', DEFAULT_WEIGHTS, '--output-dir',
+                     run, timeout=600)
     assert res.returncode == 0, res.stdout + res.stderr
     assert 'every layer kept but the classifier' in res.stdout
     res = run_python('-m', 'training.export', '--checkpoint', run, '--output', weights,

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from enet_ros.checkpoint import load_checkpoint, ModelCard
+from enet_ros.checkpoint import card_summary, load_checkpoint, ModelCard
 from enet_ros.model import ENet
 from enet_ros.segmenter import Segmenter
-from enet_ros.watch import card_summary
-from training import checkpoint as tc, datasets, evaluate, export, train
+from training import datasets, evaluate, export, run_checkpoint as tc, train
 from training.augment import Augment
 from training.lovasz import lovasz_softmax
 from training.report import weak_classes
@@ -76,9 +75,8 @@ def test_overfits_a_handful_of_frames(tiny_camvid, tmp_path):
     x = train.stack_frames(frames.images, (96, 128), nearest=False)
     y = train.stack_frames(frames.targets, (96, 128), nearest=True)
     ckpt = tc.load(tmp_path / 'run')
-    mean = torch.tensor(ckpt['data']['mean']).view(1, 3, 1, 1)
-    std = torch.tensor(ckpt['data']['std']).view(1, 3, 1, 1)
-    cm = train.evaluate(model, x, y, mean, std, None)
+    normalise = train.Normalise(ckpt['data']['mean'], ckpt['data']['std'])
+    cm = train.heldout_confusion(model, x, y, normalise, None)
     assert cm.compute(list(datasets.CAMVID_CLASSES))['mean_iou'] > 30  # chance is about 9
     assert (tmp_path / 'run' / 'tensorboard').is_dir()
 
@@ -462,7 +460,7 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     between each rung and its seed repeat, drive by drive."""
     from reporting import tables as report
     from training import ablation
-    tiny = ['--input-size', '48', '64', '--batch-size', '2', '--max-steps', '1', '--threads', '1']
+    tiny = ['--input-size', '48', '64', '--batch-size', '8', '--threads', '1']  # one step
     stage = ['--init', 'A-base']
     monkeypatch.setattr(ablation, 'LADDER', {  # the repeat's rate makes a gap to measure
         'A-base': ['--scale', '1.0', '1.0'], 'B-untrained': [],

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from training import checkpoint
+from training import run_checkpoint
 
 FOLDS = ('0006R0', '0001TP')
 SCRIPT = Path(__file__).with_name('train_camvid.sh')
@@ -217,7 +217,7 @@ def table(args: argparse.Namespace) -> str:
         have all ended."""
         run_dir = runs / run_name(name, fold)
         done = len(read_log(run_dir / 'log.csv'))
-        planned = checkpoint.load(run_dir)['args']['epochs']
+        planned = run_checkpoint.load(run_dir)['args']['epochs']
         text = str(done) if done == planned else f'{done} of {planned}, in progress'
         first = parent(name)
         if not first:
@@ -230,7 +230,7 @@ def table(args: argparse.Namespace) -> str:
         figures, accuracy, adapted, minutes, rounds, devices = [], [], [], [], {}, {}
         for fold in FOLDS:
             run_dir = runs / run_name(name, fold)
-            if not (run_dir / checkpoint.NAME).exists():
+            if not (run_dir / run_checkpoint.NAME).exists():
                 figures.append(None)
                 continue
             rounds[fold], ended = epochs(name, fold)
@@ -243,7 +243,7 @@ def table(args: argparse.Namespace) -> str:
             adapted.append(heldout_metrics(run_dir, args.root, adapt=True)['mean_iou'])
             minutes.append(sum(float(r['epoch_seconds'])
                                for r in read_log(run_dir / 'log.csv')) / 60)
-            devices.update(dict.fromkeys(checkpoint.devices(checkpoint.load(run_dir))))
+            devices.update(dict.fromkeys(run_checkpoint.devices(run_checkpoint.load(run_dir))))
         if all(f is None for f in figures):
             continue
         measured[name] = figures
@@ -260,7 +260,7 @@ def table(args: argparse.Namespace) -> str:
             adapt = ' / '.join(f'{f:.1f}' for f in adapted_figures[name])
         lines.append(f'| {name}: `{" ".join(LADDER[name])}` | {" | ".join(shown)} | {mean} | '
                      f'{acc} | {adapt} | {shown_epochs(rounds)} | {max(minutes):.0f} | '
-                     f'{checkpoint.DEVICE_SEP.join(devices)} |')
+                     f'{run_checkpoint.DEVICE_SEP.join(devices)} |')
     from reporting.tables import header, publish
     gaps = seed_gaps(measured)
     text = '\n'.join([

@@ -23,11 +23,11 @@ from unittest import mock
 import numpy as np
 from tqdm import tqdm
 
-from enet_ros import adaptation, model
+from enet_ros import adaptation, model, torch_private
 from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter
 from enet_ros.threads import use_threads_for_this_process
-from training import checkpoint, datasets
+from training import run_checkpoint, datasets
 from enet_ros.options import add_adapt_arg, add_model_args
 
 CAMVID_FPS = 30.0  # CamVid's video rate: labelled frames are 30 (0016E5 val: 2) apart
@@ -123,12 +123,13 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
 
     Cached as ``heldout_png_fp32.json`` (``heldout_png_fp32_adapt.json``) in the run folder,
     for the checkpoint it measured and the code that defines the figure beyond it: the
-    network (``enet_ros/model.py``) and, adapted, ``enet_ros/adaptation.py``.
+    network (``enet_ros/model.py`` and ``torch_private.py``) and, adapted,
+    ``enet_ros/adaptation.py``.
     """
     cache = Path(run_dir) / f'heldout_png_fp32{"_adapt" if adapt else ""}.json'
-    ckpt = checkpoint.load(run_dir)
+    ckpt = run_checkpoint.load(run_dir)
     code = hashlib.sha256()
-    for module in (model, adaptation) if adapt else (model,):
+    for module in (model, torch_private, adaptation) if adapt else (model, torch_private):
         code.update(Path(module.__file__).read_bytes())
     key = {'checkpoint_saved': ckpt['saved'], 'code': code.hexdigest()[:16]}
     if cache.exists():
@@ -140,7 +141,7 @@ def heldout_metrics(run_dir: str | Path, root: str | Path, adapt: bool = False) 
     frames = datasets.select(frames, datasets.split_by_sequence(
         frames, data['heldout_sequence'])[1])
     with tempfile.TemporaryDirectory() as tmp:
-        weights = checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
+        weights = run_checkpoint.write_weights(ckpt, Path(tmp) / 'w.pt', {})
         segmenter = Segmenter(weights, 'cpu', 'fp32', 'eager', adapt=adapt)
         metrics = frames_metrics(segmenter, frames, progress=False)
     metrics.update({'sequence': data['heldout_sequence'], 'images': len(frames),

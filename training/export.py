@@ -24,7 +24,7 @@ import torch
 from enet_ros.checkpoint import load_checkpoint, ModelCard
 from enet_ros.model import ENet, fuse_for_inference
 from enet_ros.segmenter import Segmenter
-from training import checkpoint, datasets
+from training import run_checkpoint, datasets
 from training.evaluate import heldout_metrics
 
 PROTOCOL = ('each held-out run trains the same recipe on every frame of the training '
@@ -68,8 +68,8 @@ def training_stage(ckpt: dict) -> dict:
              'trained': ckpt['saved']}
     init = recipe.get('init')
     if init:
-        stage['first_stage'] = training_stage(checkpoint.load(init)) \
-            if checkpoint.is_run(init) else weights_stages(init)
+        stage['first_stage'] = training_stage(run_checkpoint.load(init)) \
+            if run_checkpoint.is_run(init) else weights_stages(init)
     return stage
 
 
@@ -107,7 +107,7 @@ def export_onnx(model: ENet, input_size: tuple[int, int], path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> Path:
-    ckpt = checkpoint.load(args.checkpoint)
+    ckpt = run_checkpoint.load(args.checkpoint)
     if args.heldout_runs and not args.root:
         raise SystemExit('--heldout-runs needs --root (the frames to measure them on)')
     metrics = {'model_card': model_card(ckpt, args.heldout_runs, args.root)}
@@ -116,9 +116,9 @@ def main(args: argparse.Namespace) -> Path:
         own = ckpt['data']['dataset'] == 'voc'  # an own dataset may have no val split
         val = datasets.of_run(ckpt['data'], args.root, None if own else ['val'], args.limit)
         with tempfile.TemporaryDirectory() as tmp:
-            draft = checkpoint.write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
+            draft = run_checkpoint.write_weights(ckpt, Path(tmp) / 'draft.pt', metrics)
             metrics['precision_agreement'] = precision_agreement(draft, val.images)
-    checkpoint.write_weights(ckpt, out, metrics)
+    run_checkpoint.write_weights(ckpt, out, metrics)
     print(f'wrote {out} ({out.stat().st_size / 1e6:.2f} MB)')
     for seq, m in metrics['model_card']['heldout'].items():
         print(f'  held-out {seq}: class IoU {m["mean_iou"]:.1f}, class-average accuracy '

@@ -27,7 +27,7 @@ Lovász-softmax surrogate of the IoU, ``training.lovasz``), runs at a lower lear
 (distillation from an ensemble, Hinton et al. 2015).
 
 No epoch is selected: the last epoch's weights (the EMA with ``--ema``) are the result.
-A checkpoint (``training.checkpoint``) is written atomically after every epoch;
+A checkpoint (``training.run_checkpoint``) is written atomically after every epoch;
 ``--resume`` restores weights, optimiser, schedule and random generators.
 """
 
@@ -50,7 +50,7 @@ from reporting.tables import machine
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
 from enet_ros.threads import use_threads_for_this_process
-from training import checkpoint, datasets
+from training import run_checkpoint, datasets
 from training.augment import Augment
 from training.datasets import IGNORE
 from training.lovasz import lovasz_softmax
@@ -122,7 +122,6 @@ def get_args(argv=None) -> argparse.Namespace:
     p.add_argument('--resume', action='store_true',
                    help='continue from output-dir/checkpoint.pth if it exists')
     p.add_argument('--limit', type=int, help='use only the first N frames of each split')
-    p.add_argument('--max-steps', type=int, help='stop each epoch after N steps (tests)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--threads', type=int, help='torch threads (default: all usable CPUs, '
                    'or 1 where other processes keep the CPU busy at start)')
@@ -170,6 +169,18 @@ def autocast(x: torch.Tensor, amp_dtype: torch.dtype | None):
     """Autocast to ``amp_dtype`` on ``x``'s device; without one, nothing changes."""
     return torch.autocast(x.device.type, dtype=amp_dtype or torch.float32,
                           enabled=amp_dtype is not None)
+
+
+class Normalise:
+    """The network's input from a (N, 3, H, W) batch on a 0..1 scale: (x - mean) / std,
+    with a run's channel statistics (the node's ``FrameNetwork`` does the same on uint8)."""
+
+    def __init__(self, mean, std, device=None):
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
 
 
 def stack_frames(frames: list[np.ndarray], size: tuple[int, int], nearest: bool) -> torch.Tensor:
@@ -257,19 +268,18 @@ class Teachers:
         for run in runs:
             ckpt = held_out_like(run, holdout, '--teacher')
             net = ENet(num_classes).to(device)
-            net.load_state_dict(checkpoint.weights(ckpt))
+            net.load_state_dict(run_checkpoint.weights(ckpt))
             net.eval().requires_grad_(False)
             self.nets.append(torch.compile(net) if compile_ else net)
-            self.stats.append([torch.tensor(ckpt['data'][k], device=device).view(1, 3, 1, 1)
-                               for k in ('mean', 'std')])
+            self.stats.append(Normalise(ckpt['data']['mean'], ckpt['data']['std'], device))
 
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) averaged probabilities for (N, 3, H, W) images on a 0..1 scale."""
         total = 0
-        for net, (mean, std) in zip(self.nets, self.stats):
+        for net, normalise in zip(self.nets, self.stats):
             with autocast(images, self.amp_dtype):
-                logits = net((images - mean) / std)
+                logits = net(normalise(images))
             total = total + logits.float().softmax(1)
         return total / len(self.nets)
 
@@ -296,9 +306,9 @@ def initial_weights(init: str, holdout: str | None, info: datasets.DatasetInfo) 
     """``Init`` of ``--init`` (a training run or a node weights file) for ``info``'s
     classes."""
     path = Path(init)
-    if checkpoint.is_run(path):
+    if run_checkpoint.is_run(path):
         parent = held_out_like(init, holdout, '--init')
-        state, names = checkpoint.weights(parent), datasets.info_of(parent['data']).class_names
+        state, names = run_checkpoint.weights(parent), datasets.info_of(parent['data']).class_names
         mean, std = parent['data']['mean'], parent['data']['std']
         origin = f'{init} (epoch {parent["epoch"] + 1})'
     else:
@@ -326,7 +336,7 @@ def initial_weights(init: str, holdout: str | None, info: datasets.DatasetInfo) 
 
 def held_out_like(run: str, holdout: str | None, option: str) -> dict:
     """``run``'s checkpoint, if it held out the same drive as this run."""
-    ckpt = checkpoint.load(run)
+    ckpt = run_checkpoint.load(run)
     if holdout and ckpt['data']['heldout_sequence'] != holdout:
         # a run that trained on the held-out drive would make its figure a memory test
         raise SystemExit(f'{option} {run} did not hold out {holdout} (it held out '
@@ -352,15 +362,14 @@ class EMA:
 
 
 @torch.no_grad()
-def evaluate(model, images: torch.Tensor, targets: torch.Tensor, mean, std,
-             amp_dtype, batch_size: int = 10) -> ConfusionMatrix:
+def heldout_confusion(model, images: torch.Tensor, targets: torch.Tensor,
+                      normalise: Normalise, amp_dtype, batch_size: int = 10) -> ConfusionMatrix:
     """Confusion matrix of ``model`` on uint8 (N, H, W, 3) images at the model's size."""
     was_training = model.training
     model.eval()
     cm = ConfusionMatrix(model.fullconv.out_channels)
     for i in range(0, len(images), batch_size):
-        x = images[i:i + batch_size].permute(0, 3, 1, 2).float().div_(255)
-        x = (x - mean) / std
+        x = normalise(images[i:i + batch_size].permute(0, 3, 1, 2).float().div_(255))
         with autocast(x, amp_dtype):
             pred = model(x).argmax(1)
         cm.update(targets[i:i + batch_size].cpu().numpy(), pred.cpu().numpy())
@@ -378,7 +387,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     torch.backends.cudnn.benchmark = True  # fixed batch shapes: pick the fastest kernels
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in checkpoint.remove_stale_temporaries(out):
+    for stale in run_checkpoint.remove_stale_temporaries(out):
         print(f'removed {stale.name}, left by an interrupted save', flush=True)
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
@@ -401,8 +410,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     weights = class_weights(train_y.cpu().numpy(), num_classes, args.class_weight_c)
     # fine-tuned weights keep the input statistics they learnt with
     mean_l, std_l = (init.mean, init.std) if init else channel_stats(train_x)
-    mean = torch.tensor(mean_l, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(std_l, device=device).view(1, 3, 1, 1)
+    normalise = Normalise(mean_l, std_l, device)
     augment = Augment(tuple(args.scale), args.color, args.gamma, args.cutmix)
     amp_dtype = autocast_dtype(args.amp, device)
     channels_last = device.type == 'cuda'
@@ -431,8 +439,6 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
         raise SystemExit(f'no frames left to train on (--holdout {args.holdout} is every frame)')
     # whole batches only, but at least one step: a first dataset may have fewer frames
     steps_per_epoch = max(1, len(train_idx) // args.batch_size)
-    if args.max_steps:
-        steps_per_epoch = min(steps_per_epoch, args.max_steps)
     total_steps = max(1, args.epochs * steps_per_epoch)
     # Poly decay to zero over the run (torchvision references); the paper gives no schedule.
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -441,20 +447,20 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
     step = TrainStep(model, criterion, optimizer, scheduler, amp_dtype, args.compile)
 
     start_epoch, heldout, devices = 0, None, []
-    if args.resume and (out / checkpoint.NAME).exists():
-        ckpt = checkpoint.load(out)
+    if args.resume and (out / run_checkpoint.NAME).exists():
+        ckpt = run_checkpoint.load(out)
         model.load_state_dict(ckpt['model'])
         if ema is not None:
             ema.model.load_state_dict(ckpt['ema'])
         optimizer.load_state_dict(ckpt['optimizer'])
         scheduler.load_state_dict(ckpt['lr_scheduler'])
         start_epoch, heldout = ckpt['epoch'] + 1, ckpt['heldout']
-        devices = checkpoint.devices(ckpt)
+        devices = run_checkpoint.devices(ckpt)
         torch.set_rng_state(ckpt['rng']['torch'])
         gen.set_state(ckpt['rng']['augment'])
         if device.type == 'cuda' and 'cuda' in ckpt['rng']:
             torch.cuda.set_rng_state(ckpt['rng']['cuda'])
-        print(f'resumed from {out / checkpoint.NAME} at epoch {start_epoch}', flush=True)
+        print(f'resumed from {out / run_checkpoint.NAME} at epoch {start_epoch}', flush=True)
 
     from torch.utils.tensorboard import SummaryWriter
     writer = SummaryWriter(str(out / 'tensorboard'), purge_step=start_epoch)
@@ -472,7 +478,7 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
             'mean': mean_l, 'std': std_l,
             'class_weights': weights.tolist(), 'input_size': list(size),
             'sequences': datasets.sequence_counts(frames, train_idx),
-            'device': checkpoint.DEVICE_SEP.join(devices)}
+            'device': run_checkpoint.DEVICE_SEP.join(devices)}
     command = shlex.join([Path(sys.executable).name, '-m', 'training.train', *sys.argv[1:]]) \
         if sys.argv[0].endswith('train.py') else None
 
@@ -487,21 +493,22 @@ def main(args: argparse.Namespace) -> tuple[nn.Module, dict | None]:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             soft = teachers(x) if teachers else None
-            total += step((x - mean) / std, y, soft)
+            total += step(normalise(x), y, soft)
             if ema is not None:
                 ema.update(model)
         loss = float(total) / max(steps_per_epoch, 1)
         train_seconds = time.perf_counter() - t0
         ips = steps_per_epoch * args.batch_size / train_seconds
         if len(held_idx):
-            cm = evaluate(ema.model if ema else model, held_x, held_y, mean, std, amp_dtype)
+            cm = heldout_confusion(ema.model if ema else model, held_x, held_y, normalise,
+                                   amp_dtype)
             heldout = {**cm.compute(list(info.class_names)), 'confusion_matrix': cm.mat.tolist(),
                        'epoch': epoch + 1}
         seconds = time.perf_counter() - t0
         rng = {'torch': torch.get_rng_state(), 'augment': gen.get_state()}
         if device.type == 'cuda':
             rng['cuda'] = torch.cuda.get_rng_state()
-        checkpoint.save(out, {
+        run_checkpoint.save(out, {
             'model': model.state_dict(), 'ema': ema.model.state_dict() if ema else None,
             'optimizer': optimizer.state_dict(), 'lr_scheduler': scheduler.state_dict(),
             'epoch': epoch, 'rng': rng, 'args': vars(args), 'command': command,

@@ -25,7 +25,7 @@ import numpy as np
 
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.image_codec import IMAGE_FILE_SUFFIXES, image_to_array, stamp_key
-from enet_ros.metrics import summarize_ms
+from enet_ros.camera_stats import summarize_ms
 from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
 from enet_ros.options import add_model_args
 from enet_ros.topics import status_name

@@ -30,7 +30,8 @@ from enet_ros.bag_io import BagError, BagReader, BagWriter
 from enet_ros.checkpoint import CheckpointError, NO_CLASS
 from enet_ros import topics
 from enet_ros.image_codec import ImageError, message_to_array, message_to_mask
-from enet_ros.metrics import Evaluation, format_metrics, summarize_ms
+from enet_ros.camera_stats import summarize_ms
+from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
 from enet_ros.threads import use_threads_for_this_process

@@ -27,7 +27,7 @@ import time
 
 from enet_ros.bag_io import BagError, BagReader
 from enet_ros.image_codec import ImageError, message_to_mask, stamp_key
-from enet_ros.metrics import summarize_ms
+from enet_ros.camera_stats import summarize_ms
 from enet_ros.options import add_model_args
 from enet_ros.topics import status_name
 
