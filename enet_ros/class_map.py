@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from enet_ros.checkpoint import ModelMeta, NO_CLASS
+from enet_ros.colors import distinct_palette
 
 try:  # vision_msgs is optional: segmentation/class_info (JSON) carries the same class map
     from vision_msgs.msg import LabelInfo, VisionClass
@@ -14,13 +15,16 @@ except ImportError:
 
 
 def class_info(meta: ModelMeta, weights: str) -> str:
-    """The JSON of segmentation/class_info: each class's id, name and colour, the id of
-    pixels with no class, and the model (weights file, dataset, input size, held-out
+    """The JSON of segmentation/class_info: each class's id, name, colour (in the colour
+    mask: the weights' palette) and overlay colour (``colors.distinct_palette``), the id
+    of pixels with no class, and the model (weights file, dataset, input size, held-out
     class IoU per drive)."""
     card = meta.card
+    overlay = distinct_palette(meta.num_classes)
     return json.dumps({
-        'classes': [{'id': i, 'name': n, 'color': list(c)}
-                    for i, (n, c) in enumerate(zip(meta.class_names, meta.palette))],
+        'classes': [{'id': i, 'name': n, 'color': list(c), 'overlay_color': list(o)}
+                    for i, (n, c, o) in enumerate(zip(meta.class_names, meta.palette,
+                                                      overlay))],
         'ignore_id': NO_CLASS,
         'model': {'weights': weights, 'dataset': meta.dataset,
                   'input_size': list(meta.input_size),

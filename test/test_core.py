@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from enet_ros.checkpoint import CheckpointError, load_checkpoint, ModelMeta, save_checkpoint
+from enet_ros.colors import distinct_palette
 from enet_ros.image_codec import array_to_fields, compressed_to_array, image_to_array, ImageError
 from enet_ros.metrics import ConfusionMatrix
 from enet_ros.model import ENet
@@ -122,6 +123,28 @@ def test_colorize_and_overlay(seg):
     img = np.full((2, 2, 3), 100, np.uint8)
     out = seg.overlay(img, color, 0.5)
     assert out[0, 0].tolist() == [114, 114, 114]
+    # the overlay's colours are told apart (the colour mask keeps the dataset's)
+    distinct = distinct_palette(seg.meta.num_classes)
+    rendered = seg.render(img, 'rgb', labels, 'bgr', 1.0)
+    assert rendered['overlay'][0][0, 1].tolist() == list(distinct[1])
+    assert rendered['overlay'][0][1, 0].tolist() == [0, 0, 0]
+    assert rendered['color_mask'][0][1, 1].tolist() == list(CAMVID_PALETTE[10])[::-1]
+
+
+def test_overlay_palette_tells_classes_apart():
+    """CamVid's palette puts Road and Fence 23.5 apart in CIELAB; the overlay's colours
+    are twice as far apart for CamVid's 11 classes, stay apart for other class counts,
+    avoid black (no class) and are the same every time."""
+    from enet_ros.colors import closest_pair, lab
+    camvid, i, j = closest_pair(CAMVID_PALETTE)
+    assert (CAMVID_NAMES[i], CAMVID_NAMES[j]) == ('Road', 'Fence') and 23 < camvid < 24
+    assert lab([[255, 255, 255]])[0] == pytest.approx([100, 0, 0], abs=0.01)
+    assert closest_pair(distinct_palette(11))[0] > 2 * camvid
+    for n in (1, 3, 20, 40):
+        colors = distinct_palette(n)
+        assert len(set(colors)) == n and (0, 0, 0) not in colors
+        assert n == 1 or closest_pair(colors)[0] > 25
+    assert distinct_palette(11)[:3] == distinct_palette(3)  # each class keeps its colour
 
 
 def test_segmenter_rejects_bad_input(seg):

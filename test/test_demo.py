@@ -8,7 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO
+from enet_ros.colors import distinct_palette
+
+from conftest import CAMVID_NAMES, REPO
 
 
 def _run_demo(args, cwd):
@@ -33,6 +35,11 @@ def test_demo_on_embedded_frames(weights, tmp_path):
     # the legend's swatches are the palette's colours (BGR), Sky's first
     assert tuple(int(v) for v in legend[10, 12]) == (128, 128, 128)
     assert tuple(int(v) for v in legend[10 + 28, 12]) == (0, 0, 128)  # Building
+    # the overlay's legend (beside each overlay) shows the overlay's colours, told apart
+    overlay_legend = cv2.imread(str(out / 'overlay_legend.png'))
+    assert (img[:, 480:] == overlay_legend[:360]).all()
+    for k, rgb in enumerate(distinct_palette(len(CAMVID_NAMES))):
+        assert tuple(int(v) for v in overlay_legend[10 + 28 * k, 12]) == rgb[::-1]
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['compile'] == 'compile: none (eager)'
     text = (out / 'summary.txt').read_text()

@@ -4,7 +4,8 @@
 
 With no ``--input`` it plays the CamVid frames embedded in the package. It writes
 ``overlay_NNNN.png`` and ``color_mask_NNNN.png`` (the node's outputs, each with a legend of
-the classes and their colours from the weights' metadata), ``legend.png``,
+the classes and its colours: the overlay's told apart, ``colors.distinct_palette``; the
+colour mask's the weights' palette), ``overlay_legend.png``, ``legend.png``,
 ``summary.json`` and ``summary.txt`` (model, precision, backend and compile time;
 end-to-end latency publish -> mask receipt, frames sent/received/dropped, the node's own
 stage timings from /diagnostics) into the output folder, and exits 0 when every frame
@@ -24,6 +25,7 @@ import cv2
 import numpy as np
 
 from enet_ros.checkpoint import load_checkpoint
+from enet_ros.colors import distinct_palette
 from enet_ros.image_codec import IMAGE_FILE_SUFFIXES, image_to_array, stamp_key
 from enet_ros.camera_stats import summarize_ms
 from enet_ros.tools.client import apply_ros_env, NodeProcess, SegmentationClient
@@ -56,6 +58,9 @@ def load_frames(source: Path, limit: int | None) -> list[np.ndarray]:
     if not frames:
         raise SystemExit(f'demo: no frames in {source} (images: {", ".join(IMAGE_FILE_SUFFIXES)})')
     return frames
+
+
+LEGENDS = {'overlay': 'overlay_legend.png', 'color_mask': 'legend.png'}
 
 
 def legend(names, palette, height: int) -> np.ndarray:
@@ -138,10 +143,13 @@ def main(argv=None) -> int:
 
 def _report(args, client, frames, sent, startup, node_log) -> int:
     _, meta = load_checkpoint(args.weights)
-    panel = None
+    # each image with the legend of its own colours: the overlay's are told apart, the
+    # colour mask keeps the weights' palette
+    colors = {'overlay': distinct_palette(meta.num_classes), 'color_mask': meta.palette}
     written = 0
     missing = []  # frame indices without an overlay
     for kind in ('overlay', 'color_mask'):
+        panel = None
         by_stamp = {stamp_key(m.header): m
                     for m in client.received[kind].messages}
         latest = {}  # frame index -> its newest output (the node may drop some frames)
@@ -155,8 +163,8 @@ def _report(args, client, frames, sent, startup, node_log) -> int:
             if order == 'rgb':
                 img = img[:, :, ::-1]
             if panel is None:
-                panel = legend(meta.class_names, meta.palette, m.height)
-                cv2.imwrite(str(args.output / 'legend.png'), panel)
+                panel = legend(meta.class_names, colors[kind], m.height)
+                cv2.imwrite(str(args.output / LEGENDS[kind]), panel)
             cv2.imwrite(str(args.output / f'{kind}_{i:04d}.png'), with_legend(img, panel))
             written += kind == 'overlay'
     windows = client.statuses(status_name())
@@ -223,8 +231,9 @@ def summary_lines(s: dict, output: Path) -> list[str]:
                   'none'),
               'node stages (mean of per-second means): ' + ', '.join(
                   f'{k} {v:.1f} ms' for k, v in stages.items()),
-              f'wrote {s["overlays_written"]} overlays and colour masks (with a legend), '
-              f'legend.png and summary.json to {output}/']
+              f'wrote {s["overlays_written"]} overlays and colour masks (each with the '
+              f"legend of its colours), overlay_legend.png, legend.png (the colour mask's) "
+              f'and summary.json to {output}/']
     return lines
 
 
