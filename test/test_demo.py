@@ -15,7 +15,7 @@ from conftest import CAMVID_NAMES, REPO
 
 def _run_demo(args, cwd):
     return subprocess.run([sys.executable, '-m', 'enet_ros.tools.demo', '--backend', 'eager',
-                           '--precision', 'fp32', '--rate', '5', '--loops', '1'] + args,
+                           '--precision', 'fp32', '--loops', '1'] + args,
                           cwd=cwd, capture_output=True, text=True, timeout=300,
                           env={**__import__('os').environ, 'PYTHONPATH': str(REPO)})
 
@@ -45,9 +45,23 @@ def test_demo_on_embedded_frames(weights, tmp_path):
     text = (out / 'summary.txt').read_text()
     assert 'cpu fp32 eager' in text and 'compile: none (eager)' in text
     assert summary['frames_sent'] == 6
-    assert summary['masks_received'] + summary['frames_dropped_by_node'] == 6
+    # by default each frame goes once the previous one is answered: every frame gets an
+    # overlay
+    assert summary['masks_received'] == 6 and len(overlays) == 6, text
+    assert "each once the previous frame's mask arrived" in text and summary['rate_hz'] is None
     assert summary['end_to_end_latency']['median_ms'] > 0
     assert 'end-to-end latency' in res.stdout
+
+
+def test_demo_at_a_camera_rate_accounts_for_every_frame(weights, tmp_path):
+    out = tmp_path / 'paced'
+    res = _run_demo(['--weights', str(weights), '--output', str(out), '--rate', '30',
+                     '--loops', '2'], tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['frames_sent'] == 12 and summary['rate_hz'] == 30
+    assert summary['masks_received'] + summary['frames_dropped_by_node'] == 12
+    assert 'x 2 passes) at 30 Hz' in (out / 'summary.txt').read_text()
 
 
 def test_demo_on_a_video_file(weights, tmp_path):
