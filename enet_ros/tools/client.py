@@ -204,7 +204,8 @@ class SegmentationClient:
               seconds: float | None = None, encoding: str = 'rgb8',
               frame_id: str = 'camera') -> list:
         """Publish ``frames`` in turn (arrays, published as ``encoding``, or ready
-        messages) and return the messages sent.
+        messages) and return the headers sent (not the messages: an endless drive would
+        keep every frame's pixels).
 
         ``pace``: None for lockstep (each frame once the previous one's mask arrived, or
         after ``timeout``), a rate in frames per second, or each frame's due time in
@@ -224,9 +225,10 @@ class SegmentationClient:
                 time.sleep(max(0.0, t0 + due - time.monotonic()))
             before = self.received['mask'].count
             if isinstance(frame, np.ndarray):
-                sent.append(self.publish(frame, encoding, frame_id=frame_id))
+                msg = self.publish(frame, encoding, frame_id=frame_id)
             else:
-                sent.append(self.publish(msg=frame, frame_id=frame.header.frame_id or frame_id))
+                msg = self.publish(msg=frame, frame_id=frame.header.frame_id or frame_id)
+            sent.append(msg.header)
         if sent:
             self.wait('mask', before + 1 if pace is None else start + len(sent), timeout)
         return sent

@@ -133,9 +133,9 @@ def main(argv=None) -> int:
             client.wait_for_node()
             print(f'demo: playing {len(frames)} frames x {args.loops} passes, '
                   f'{pace_text(args.rate)}', flush=True)
-            msgs = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
+            headers = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
             sent = [(k // len(frames), k % len(frames),
-                     stamp_key(m.header)) for k, m in enumerate(msgs)]
+                     stamp_key(header)) for k, header in enumerate(headers)]
             time.sleep(1.5)  # one more diagnostics period
             result = _report(args, client, frames, sent, startup, node.log())
         finally:

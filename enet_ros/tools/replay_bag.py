@@ -113,8 +113,7 @@ def replay(args, client) -> dict:
 def compare(client, sent: list, frames: list, recorded: dict) -> dict:
     """Live masks against the recorded ones of the same frames (by the frame's recorded
     stamp): frames compared and the share of equal pixels over them."""
-    original = {stamp_key(m.header): f.stamp
-                for m, f in zip(sent, frames)}
+    original = {stamp_key(header): f.stamp for header, f in zip(sent, frames)}
     equal = total = compared = 0
     with client.lock:
         live = list(client.received['mask'].messages)
