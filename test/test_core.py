@@ -138,7 +138,7 @@ def test_overlay_palette_tells_classes_apart():
     from enet_ros.colors import closest_pair, lab
     camvid, i, j = closest_pair(CAMVID_PALETTE)
     assert (CAMVID_NAMES[i], CAMVID_NAMES[j]) == ('Road', 'Fence') and 23 < camvid < 24
-    assert lab([[255, 255, 255]])[0] == pytest.approx([100, 0, 0], abs=0.01)
+    assert lab([[255, 255, 255]])[0] == pytest.approx([100, 0, 0], abs=0.02)  # D65 white
     assert closest_pair(distinct_palette(11))[0] > 2 * camvid
     for n in (1, 3, 20, 40):
         colors = distinct_palette(n)

@@ -36,7 +36,7 @@ def test_demo_on_embedded_frames(weights, tmp_path):
     assert tuple(int(v) for v in legend[10, 12]) == (128, 128, 128)
     assert tuple(int(v) for v in legend[10 + 28, 12]) == (0, 0, 128)  # Building
     # the overlay's legend (beside each overlay) shows the overlay's colours, told apart
-    overlay_legend = cv2.imread(str(out / 'overlay_legend.png'))
+    overlay_legend = cv2.imread(str(out / 'legend_overlay.png'))
     assert (img[:, 480:] == overlay_legend[:360]).all()
     for k, rgb in enumerate(distinct_palette(len(CAMVID_NAMES))):
         assert tuple(int(v) for v in overlay_legend[10 + 28 * k, 12]) == rgb[::-1]

@@ -460,7 +460,7 @@ def test_ablation_table_reads_each_rung_from_its_runs(tiny_camvid, tmp_path, mon
     between each rung and its seed repeat, drive by drive."""
     from reporting import tables as report
     from training import ablation
-    tiny = ['--input-size', '48', '64', '--batch-size', '8', '--threads', '1']  # one step
+    tiny = ['--input-size', '48', '64', '--batch-size', '2', '--threads', '1']
     stage = ['--init', 'A-base']
     monkeypatch.setattr(ablation, 'LADDER', {  # the repeat's rate makes a gap to measure
         'A-base': ['--scale', '1.0', '1.0'], 'B-untrained': [],

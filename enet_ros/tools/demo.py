@@ -5,7 +5,7 @@
 With no ``--input`` it plays the CamVid frames embedded in the package. It writes
 ``overlay_NNNN.png`` and ``color_mask_NNNN.png`` (the node's outputs, each with a legend of
 the classes and its colours: the overlay's told apart, ``colors.distinct_palette``; the
-colour mask's the weights' palette), ``overlay_legend.png``, ``legend.png``,
+colour mask's the weights' palette), ``legend_overlay.png``, ``legend.png``,
 ``summary.json`` and ``summary.txt`` (model, precision, backend and compile time;
 end-to-end latency publish -> mask receipt, frames sent/received/dropped, the node's own
 stage timings from /diagnostics) into the output folder, and exits 0 when every frame
@@ -60,7 +60,7 @@ def load_frames(source: Path, limit: int | None) -> list[np.ndarray]:
     return frames
 
 
-LEGENDS = {'overlay': 'overlay_legend.png', 'color_mask': 'legend.png'}
+LEGENDS = {'overlay': 'legend_overlay.png', 'color_mask': 'legend.png'}
 
 
 def legend(names, palette, height: int) -> np.ndarray:
@@ -241,7 +241,7 @@ def summary_lines(s: dict, output: Path) -> list[str]:
               'node stages (mean of per-second means): ' + ', '.join(
                   f'{k} {v:.1f} ms' for k, v in stages.items()),
               f'wrote {s["overlays_written"]} overlays and colour masks (each with the '
-              f"legend of its colours), overlay_legend.png, legend.png (the colour mask's) "
+              f"legend of its colours), legend_overlay.png, legend.png (the colour mask's) "
               f'and summary.json to {output}/']
     return lines
 
