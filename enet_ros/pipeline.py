@@ -65,6 +65,14 @@ class Pipeline:
         self._arrived.notify()
         return replaced
 
+    def use(self, cameras: list[Hashable]) -> None:
+        """Serve ``cameras`` from the next ``start`` on (call while stopped): a node that is
+        configured again keeps its pipeline and its threads."""
+        with self.lock:
+            self.cameras = list(cameras)
+            self._pending = dict.fromkeys(self.cameras)
+            self._next = 0
+
     def start(self) -> None:
         """Serve, from frames offered after this call on; the threads start on the first
         call and are reused after a ``stop``."""

@@ -5,9 +5,8 @@ Per camera namespace ``ns`` (parameter ``cameras``; default one camera, no names
   publishes ``ns/segmentation/mask`` (mono8 ids, 255 = no class) and the other outputs
   (only while subscribed), and ``/diagnostics`` once a second. ``--help`` lists them all.
 
-The node is the ROS shell: it declares its parameters from ``parameters.PARAMETERS``,
-wires one ``CameraStream`` per camera and hands frames to the ROS-free ``Pipeline``
-(newest frame per camera, two threads), whose work is the core's (``Segmenter``).
+The ROS shell: parameters declared from ``parameters.PARAMETERS``, one ``CameraStream`` per
+camera, frames handed to the ROS-free ``Pipeline``, whose work is the ``Segmenter``'s.
 """
 
 from __future__ import annotations
@@ -100,8 +99,10 @@ class Segmentation:
             self.get_logger().info(WATCH_OFF)
         meta = self.segmenter.meta
         self.cameras = [CameraStream(self, ns, meta.num_classes) for ns in self.config.cameras]
-        self.pipeline = Pipeline(self.cameras, self.infer, self.publish, self.failed,
-                                 lambda: torch.set_num_threads(self.chooser.threads))
+        if self.pipeline is None:  # one for the node's life: new threads pile up arenas
+            self.pipeline = Pipeline([], self.infer, self.publish, self.failed,
+                                     lambda: torch.set_num_threads(self.chooser.threads))
+        self.pipeline.use(self.cameras)
         self.pub_diag = self.create_publisher(DiagnosticArray, topics.DIAGNOSTICS, 10)
         self.diag_timer = None
         info = String(data=class_info(meta, self.segmenter.model_path.name))
@@ -135,7 +136,6 @@ class Segmentation:
             self.segmenter.adapter.reset()
 
     def close_outputs(self) -> None:
-        self.pipeline.close()
         for cam in self.cameras:
             cam.destroy()
         self.destroy_publisher(self.pub_diag)

@@ -159,3 +159,19 @@ def test_a_stopped_pipeline_serves_again_on_the_same_threads(running):
     assert ('front', 'STALE') not in rec.published
     pipe.close()
     assert not threads()
+
+
+def test_a_pipeline_given_other_cameras_serves_them_on_its_threads(running):
+    """A node configured again keeps its pipeline: ``use`` swaps the cameras while stopped."""
+    pipe, rec = running
+    with pipe.lock:
+        pipe.offer('front', frame('a'))
+    wait_for(lambda: ('front', 'A') in rec.published)
+    before = {t.ident for t in threading.enumerate() if t.name.startswith('enet_')}
+    pipe.stop()
+    pipe.use(['left'])
+    pipe.start()
+    with pipe.lock:
+        pipe.offer('left', frame('b'))
+    wait_for(lambda: ('left', 'B') in rec.published)
+    assert {t.ident for t in threading.enumerate() if t.name.startswith('enet_')} == before
