@@ -48,7 +48,7 @@ def test_demo_on_embedded_frames(weights, tmp_path):
     # by default each frame goes once the previous one is answered: every frame gets an
     # overlay
     assert summary['masks_received'] == 6 and len(overlays) == 6, text
-    assert "each once the previous frame's mask arrived" in text and summary['rate_hz'] is None
+    assert "each once the previous frame's outputs arrived" in text and summary['rate_hz'] is None
     assert summary['end_to_end_latency']['median_ms'] > 0
     assert 'end-to-end latency' in res.stdout
 

@@ -202,35 +202,40 @@ class SegmentationClient:
 
     def drive(self, frames, pace: float | list[float] | None = None, timeout: float = 10.0,
               seconds: float | None = None, encoding: str = 'rgb8',
-              frame_id: str = 'camera') -> list:
+              frame_id: str = 'camera', answers: tuple[str, ...] = ('mask',)) -> list:
         """Publish ``frames`` in turn (arrays, published as ``encoding``, or ready
         messages) and return the headers sent (not the messages: an endless drive would
         keep every frame's pixels).
 
-        ``pace``: None for lockstep (each frame once the previous one's mask arrived, or
-        after ``timeout``), a rate in frames per second, or each frame's due time in
-        seconds after the first. ``seconds``: stop after that long (``frames`` may be
-        endless). Then waits up to ``timeout`` for the last masks.
+        ``pace``: None for lockstep (each frame once the previous one's ``answers`` arrived:
+        its mask, or every output a recorder keeps; or after ``timeout``), a rate in frames
+        per second, or each frame's due time in seconds after the first. ``seconds``:
+        stop after that long (``frames`` may be endless). Then waits up to ``timeout`` for
+        the last masks.
         """
         sent = []
         t0 = time.monotonic()
-        start = before = self.received['mask'].count
+        start = self.received['mask'].count
+        before = {key: self.received[key].count for key in answers}
         for k, frame in enumerate(frames):
             if seconds is not None and time.monotonic() - t0 >= seconds:
                 break
             if pace is None and sent:  # a lost frame costs one timeout, not the rest
-                self.wait('mask', before + 1, timeout)
+                deadline = time.monotonic() + timeout
+                for key in answers:
+                    self.wait(key, before[key] + 1, max(0.0, deadline - time.monotonic()))
             elif pace is not None:
                 due = pace[k] if isinstance(pace, list) else k / pace
                 time.sleep(max(0.0, t0 + due - time.monotonic()))
-            before = self.received['mask'].count
+            before = {key: self.received[key].count for key in answers}
             if isinstance(frame, np.ndarray):
                 msg = self.publish(frame, encoding, frame_id=frame_id)
             else:
                 msg = self.publish(msg=frame, frame_id=frame.header.frame_id or frame_id)
             sent.append(msg.header)
         if sent:
-            self.wait('mask', before + 1 if pace is None else start + len(sent), timeout)
+            self.wait('mask', before['mask'] + 1 if pace is None else start + len(sent),
+                      timeout)
         return sent
 
     def wait(self, key: str, count: int, timeout: float) -> bool:

@@ -133,7 +133,9 @@ def main(argv=None) -> int:
             client.wait_for_node()
             print(f'demo: playing {len(frames)} frames x {args.loops} passes, '
                   f'{pace_text(args.rate)}', flush=True)
-            headers = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8')
+            # one frame in flight: the next once every output of this one has arrived
+            headers = client.drive(frames * args.loops, pace=args.rate, encoding='bgr8',
+                                   answers=('mask', 'overlay', 'color_mask'))
             sent = [(k // len(frames), k % len(frames),
                      stamp_key(header)) for k, header in enumerate(headers)]
             time.sleep(1.5)  # one more diagnostics period
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
 
 
 def pace_text(rate: float | None) -> str:
-    return f'at {rate:g} Hz' if rate else "each once the previous frame's mask arrived"
+    return f'at {rate:g} Hz' if rate else "each once the previous frame's outputs arrived"
 
 
 def _report(args, client, frames, sent, startup, node_log) -> int:
