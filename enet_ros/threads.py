@@ -1,9 +1,14 @@
-"""How many threads the network gets: the CPUs this process may use, then measurement.
+"""How many threads the network gets, and how a waiting thread waits: the CPUs this
+process may use, the load of the other processes, then measurement.
 
-On a vehicle the CPU is shared. With as many OpenMP threads as cores and one busy process
-beside them, a thread is preempted mid-network and every barrier waits for it (one
-measured collapse: 20 ms to 914 ms a frame). One thread does not wait on anyone. Which
-is faster depends on the neighbours at that moment, so ``ThreadChooser`` measures: it
+On a vehicle the CPU is shared. An OpenMP team spinning at every barrier (libgomp's
+default: about 300,000 spins) beside one busy process waits on whichever thread the
+scheduler preempted (one measured collapse: 20 ms to 914 ms a frame). Threads that go to
+sleep at once (OMP_WAIT_POLICY=PASSIVE) cost an idle CPU a wake-up at every barrier (30
+against 17.4 ms a frame). A short spin (``SPIN_COUNT``) costs an idle CPU nothing
+measurable and keeps a team of two useful beside a 2-thread job; libgomp reads it once,
+as torch loads it, so ``set_wait_policy`` runs when enet_ros is imported. The thread
+count starts from the other processes' load, and ``ThreadChooser`` goes on measuring: it
 runs a window of frames with each thread count in turn now and then and keeps the
 faster, abandoning a trial at once when a frame takes twice the other's median.
 """
@@ -35,49 +40,100 @@ SHARED_CORES = 0.5  # other processes keeping this many cores busy make the CPU 
 
 def others_load(seconds: float = 0.4) -> float | None:
     """Cores kept busy by other processes over the next ``seconds``: the whole machine's
-    busy time (/proc/stat) less this process's own; None where /proc cannot be read."""
+    busy time (/proc/stat) less this process's own and its parent's (a tool that started
+    this node is not a neighbour); None where /proc cannot be read."""
+    def ticks(pid: str) -> int:
+        try:
+            fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
+        except OSError:  # the parent is gone
+            return 0
+        return int(fields[11]) + int(fields[12])  # utime + stime
+
     def sample() -> tuple[float, float, float]:
         fields = [int(v) for v in Path('/proc/stat').read_text().split('\n', 1)[0].split()[1:]]
         busy = sum(fields[:8]) - fields[3] - fields[4]  # all but idle and iowait
-        own = Path('/proc/self/stat').read_text().rsplit(')', 1)[1].split()
-        return busy, int(own[11]) + int(own[12]), time.monotonic()
+        return busy, ticks('self') + ticks(str(os.getppid())), time.monotonic()
     try:
         busy0, own0, t0 = sample()
         time.sleep(seconds)
         busy1, own1, t1 = sample()
     except (OSError, ValueError, IndexError):
         return None
-    ticks = os.sysconf('SC_CLK_TCK')
-    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / ticks / (t1 - t0))
+    clock_ticks = os.sysconf('SC_CLK_TCK')
+    return max(0.0, ((busy1 - busy0) - (own1 - own0)) / clock_ticks / (t1 - t0))
+
+
+def is_shared(load: float | None, cpus: int) -> bool:
+    return load is not None and cpus > 1 and load >= SHARED_CORES
+
+
+# Spins before a waiting OpenMP thread sleeps (libgomp's GOMP_SPINCOUNT). Measured at
+# 480x360 on 2 cores, a team of 2, frames 10 ms apart (python -m benchmarks.wait_policy,
+# README): idle 18.0 ms median against 17.4 for libgomp's default; beside a 2-thread job
+# 38-40 ms against 56-57 for one thread, 67-70 for passive and 87-1563 for the default.
+SPIN_COUNT = 10_000
+WAIT_POLICY = "OpenMP's default"  # how this process's OpenMP threads wait, and why
+
+
+def set_wait_policy() -> None:
+    """Set GOMP_SPINCOUNT to ``SPIN_COUNT`` before torch's OpenMP runtime loads and reads
+    it, unless the user chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT set) or torch was
+    imported first; ``WAIT_POLICY`` says which."""
+    global WAIT_POLICY
+    chosen = [f'{k}={os.environ[k]}' for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
+              if os.environ.get(k)]
+    if chosen:
+        WAIT_POLICY = f'{", ".join(chosen)} from the environment'
+    elif 'torch' in sys.modules:
+        WAIT_POLICY = "OpenMP's default (torch was imported before enet_ros)"
+    else:
+        os.environ['GOMP_SPINCOUNT'] = str(SPIN_COUNT)
+        WAIT_POLICY = f'spin {SPIN_COUNT} times, then sleep (GOMP_SPINCOUNT)'
+
+
+def waits_briefly() -> bool:
+    """Whether this process's OpenMP threads sleep soon when they wait: passive, or a spin
+    count no larger than ``SPIN_COUNT``."""
+    if os.environ.get('OMP_WAIT_POLICY', '').strip().upper() == 'PASSIVE':
+        return True
+    try:
+        return int(os.environ.get('GOMP_SPINCOUNT', '')) <= SPIN_COUNT
+    except ValueError:
+        return False
 
 
 def starting_threads(fixed: int = 0) -> tuple[int, str, bool]:
     """The thread count to start with, why, and whether the CPU is shared.
 
-    Measured once at start: where other processes keep at least ``SHARED_CORES`` busy, one
-    thread (a team of all CPUs beside them loses its barriers to preemption: one tool ran
-    70x slower so); else all usable CPUs. The node's ``ThreadChooser`` goes on measuring
-    from there; a one-off tool keeps the choice. ``fixed`` (num_threads) is kept as is.
+    Measured once at start (``others_load``): on an idle CPU all usable CPUs; where other
+    processes keep ``SHARED_CORES`` busy, all usable CPUs still if the threads wait
+    briefly (``waits_briefly``), else one thread (a long-spinning team waits on its
+    preempted threads: one tool ran 70x slower so). ``ThreadChooser`` goes on measuring
+    from there. ``fixed`` (num_threads) is kept as is.
     """
     most = usable_cpus()
     if fixed:
         return fixed, 'fixed by num_threads', False
     load = others_load()
-    if load is not None and most > 1 and load >= SHARED_CORES:
-        return 1, (f'CPU shared: other processes keep {load:.1f} of {most} cores busy, so 1 '
-                   f'thread (a team of {most} would wait on preempted threads)'), True
-    return most, f'{most} usable CPUs', False
+    if not is_shared(load, most):
+        return most, f'{most} usable CPUs', False
+    busy = f'CPU shared: other processes keep {load:.1f} of {most} cores busy'
+    if waits_briefly():
+        return most, f'{busy}, so {most} threads that wait briefly ({WAIT_POLICY})', True
+    return 1, (f'{busy}, so 1 thread (a team of {most} would spin waiting on preempted '
+               f'threads; {WAIT_POLICY})'), True
 
 
-def use_threads_for_this_process(tool: str) -> int:
+def use_threads_for_this_process(tool: str) -> 'ThreadChooser':
     """Set torch's threads for a one-off tool from ``starting_threads`` and, when the CPU
-    is shared, say so in one line on stderr. Returns the count."""
+    is shared, say so in one line on stderr. Returns the ``ThreadChooser`` a tool that
+    runs frame after frame feeds with each frame's network time."""
     import torch
     threads, reason, shared = starting_threads()
     torch.set_num_threads(threads)
     if shared:
         print(f'{tool}: {reason}', file=sys.stderr, flush=True)
-    return threads
+    return ThreadChooser(usable_cpus(), start=threads, reason=reason, shared=shared)
 
 
 class ThreadChooser:
@@ -86,16 +142,18 @@ class ThreadChooser:
     ``fixed`` pins the count (a user who pinned cores knows best). Otherwise it starts at
     ``most`` and, every ``probe_s`` seconds, tries the other count (1 or ``most``) for a
     window of ``window`` frames, keeping whichever had the lower median; after a trial that
-    lost, the next waits twice as long (up to 60 s).
+    lost, the next waits twice as long (up to 60 s). ``shared`` (the CPU was shared at
+    start): the first trial follows the first window, since neither count is known good.
     """
 
     def __init__(self, most: int, fixed: int = 0, window: int = 8, probe_s: float = 5.0,
-                 clock=time.monotonic, start: int | None = None, reason: str | None = None):
+                 clock=time.monotonic, start: int | None = None, reason: str | None = None,
+                 shared: bool = False):
         self.fixed, self.clock = fixed, clock
         self.options = (fixed,) if fixed else tuple(sorted({1, max(1, most)}))
         self.threads = start if start in self.options else self.options[-1]
         self.window, self.probe_s = window, probe_s
-        self.wait_s = probe_s  # doubles (up to 60 s) after each trial that lost
+        self.wait_s = 0.0 if shared else probe_s  # doubles (up to 60 s) after a lost trial
         self.median: dict[int, float] = {}  # threads -> median of its last full window
         self.samples: list[float] = []
         self.trial_from: int | None = None  # the count a running trial will be compared to

@@ -24,6 +24,7 @@ import time
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from enet_ros.bag_io import BagError, BagReader, BagWriter
@@ -34,7 +35,7 @@ from enet_ros.camera_stats import summarize_ms
 from enet_ros.metrics import Evaluation, format_metrics
 from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
-from enet_ros.threads import use_threads_for_this_process
+from enet_ros.threads import ThreadChooser, use_threads_for_this_process
 from enet_ros.options import add_adapt_arg, add_model_args
 
 IGNORE = NO_CLASS
@@ -205,7 +206,7 @@ def write_report(args, result: dict, timings: dict, metrics, samples, meta) -> N
     (args.report / 'report.md').write_text('\n'.join(lines) + '\n')
 
 
-def evaluate_bag(args) -> int:
+def evaluate_bag(args, chooser: ThreadChooser) -> int:
     seg = Segmenter(args.weights, args.device, args.precision, args.backend, adapt=args.adapt)
     reader = BagReader(args.bag)
     labels = LabelSource(args, reader, seg.meta.num_classes)  # a wrong label topic first
@@ -232,6 +233,7 @@ def evaluate_bag(args) -> int:
                 skipped[key] = skipped.get(key, 0) + 1
                 continue
             ids, _, _, t = evaluation.add(image, order, topic, camera_time(frame.stamp))
+            torch.set_num_threads(chooser.record(t.inference))
             for stage in STAGES[:3]:
                 timings[stage].append(getattr(t, stage))
             timings['total'].append(t.total)
@@ -265,6 +267,7 @@ def evaluate_bag(args) -> int:
         'skipped_reasons': skipped, 'complete': stopped is None,
         'stopped_because': stopped,
         'throughput_fps': evaluated / elapsed if elapsed > 0 else 0.0,
+        'threads': f'{chooser.threads} ({chooser.reason})',
         'timing': {s: summarize_ms(timings[s]) for s in STAGES},
     }
     if metrics:
@@ -294,7 +297,7 @@ def _print(result, metrics, skipped) -> None:
         if s['mean_ms'] is not None:
             print(f'{stage:<12} mean {s["mean_ms"]:7.1f} ms  median {s["median_ms"]:7.1f}  '
                   f'p95 {s["p95_ms"]:7.1f}  max {s["max_ms"]:7.1f}')
-    print(f'throughput {result["throughput_fps"]:.1f} frames/s')
+    print(f'throughput {result["throughput_fps"]:.1f} frames/s; threads {result["threads"]}')
     if metrics:
         print(format_metrics(metrics))
     if not result['complete']:
@@ -303,9 +306,9 @@ def _print(result, metrics, skipped) -> None:
 
 def main(argv=None) -> int:
     args = get_args(argv)
-    use_threads_for_this_process('evaluate_bag')
+    chooser = use_threads_for_this_process('evaluate_bag')
     try:
-        return evaluate_bag(args)
+        return evaluate_bag(args, chooser)
     except (BagError, LabelError, CheckpointError, SegmenterError) as exc:
         print(f'evaluate_bag: {exc}', file=sys.stderr)
         return 1
