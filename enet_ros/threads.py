@@ -1,15 +1,16 @@
-"""How many threads the network gets, and how a waiting thread waits: the CPUs this
-process may use, the load of the other processes, then measurement.
+"""How many threads the network gets: the CPUs this process may use, the load of the
+other processes, then measurement.
 
 On a vehicle the CPU is shared. An OpenMP team spinning at every barrier (libgomp's
-default: about 300,000 spins) beside one busy process waits on whichever thread the
-scheduler preempted (one measured collapse: 20 ms to 914 ms a frame). Threads that go to
-sleep at once (OMP_WAIT_POLICY=PASSIVE) cost an idle CPU a wake-up at every barrier (30
-against 17.4 ms a frame). A short spin (``SPIN_COUNT``) costs an idle CPU nothing
-measurable and keeps a team of two useful beside a 2-thread job; libgomp reads it once,
-as torch loads it, so ``set_wait_policy`` runs when enet_ros is imported. The thread
-count starts from the other processes' load, and ``ThreadChooser`` goes on measuring: it
-runs a window of frames with each thread count in turn now and then and keeps the
+default: about 300,000 spins before a waiting thread sleeps) beside one busy process
+waits on whichever thread the scheduler preempted (one measured collapse: 20 ms to 914
+ms a frame). No one wait policy wins everywhere (``python -m benchmarks.wait_policy``
+and the README): threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) cost an idle CPU a
+wake-up at every barrier; a short spin keeps a team of two useful beside a 2-thread job
+but made it 6x slower beside a one-thread busy loop and slower beside a nice-19 one. So
+the policy is libgomp's default unless the user sets one, and the thread count does the
+work: it starts from the other processes' load, and ``ThreadChooser`` goes on measuring:
+it runs a window of frames with each thread count in turn now and then and keeps the
 faster, abandoning a trial at once when a frame takes twice the other's median.
 """
 
@@ -67,37 +68,23 @@ def is_shared(load: float | None, cpus: int) -> bool:
     return load is not None and cpus > 1 and load >= SHARED_CORES
 
 
-# Spins before a waiting OpenMP thread sleeps (libgomp's GOMP_SPINCOUNT). Measured at
-# 480x360 on 2 cores, a team of 2, frames 10 ms apart (python -m benchmarks.wait_policy,
-# README): idle 18.0 ms median against 17.4 for libgomp's default; beside a 2-thread job
-# 38-40 ms against 56-57 for one thread, 67-70 for passive and 87-1563 for the default.
-SPIN_COUNT = 10_000
-WAIT_POLICY = "OpenMP's default"  # how this process's OpenMP threads wait, and why
+SHORT_SPIN = 10_000  # GOMP_SPINCOUNT at or under which a waiting thread sleeps soon
 
 
-def set_wait_policy() -> None:
-    """Set GOMP_SPINCOUNT to ``SPIN_COUNT`` before torch's OpenMP runtime loads and reads
-    it, unless the user chose (OMP_WAIT_POLICY or GOMP_SPINCOUNT set) or torch was
-    imported first; ``WAIT_POLICY`` says which."""
-    global WAIT_POLICY
+def wait_policy() -> str:
+    """How this process's OpenMP threads wait, as its environment sets it."""
     chosen = [f'{k}={os.environ[k]}' for k in ('OMP_WAIT_POLICY', 'GOMP_SPINCOUNT')
               if os.environ.get(k)]
-    if chosen:
-        WAIT_POLICY = f'{", ".join(chosen)} from the environment'
-    elif 'torch' in sys.modules:
-        WAIT_POLICY = "OpenMP's default (torch was imported before enet_ros)"
-    else:
-        os.environ['GOMP_SPINCOUNT'] = str(SPIN_COUNT)
-        WAIT_POLICY = f'spin {SPIN_COUNT} times, then sleep (GOMP_SPINCOUNT)'
+    return ', '.join(chosen) if chosen else "libgomp's default spin"
 
 
 def waits_briefly() -> bool:
     """Whether this process's OpenMP threads sleep soon when they wait: passive, or a spin
-    count no larger than ``SPIN_COUNT``."""
+    count no larger than ``SHORT_SPIN``."""
     if os.environ.get('OMP_WAIT_POLICY', '').strip().upper() == 'PASSIVE':
         return True
     try:
-        return int(os.environ.get('GOMP_SPINCOUNT', '')) <= SPIN_COUNT
+        return int(os.environ.get('GOMP_SPINCOUNT', '')) <= SHORT_SPIN
     except ValueError:
         return False
 
@@ -119,9 +106,9 @@ def starting_threads(fixed: int = 0) -> tuple[int, str, bool]:
         return most, f'{most} usable CPUs', False
     busy = f'CPU shared: other processes keep {load:.1f} of {most} cores busy'
     if waits_briefly():
-        return most, f'{busy}, so {most} threads that wait briefly ({WAIT_POLICY})', True
+        return most, f'{busy}, so {most} threads that wait briefly ({wait_policy()})', True
     return 1, (f'{busy}, so 1 thread (a team of {most} would spin waiting on preempted '
-               f'threads; {WAIT_POLICY})'), True
+               f'threads; {wait_policy()})'), True
 
 
 def use_threads_for_this_process(tool: str) -> 'ThreadChooser':
