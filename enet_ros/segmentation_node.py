@@ -77,7 +77,7 @@ class Segmentation:
         if shared:
             log.info(f'threads: {reason}')
         self.chooser = ThreadChooser(usable_cpus(), self.config.num_threads, start=threads,
-                                     reason=reason, shared=shared)
+                                     reason=reason)
         # Build and warm up with one intra-op thread here, and let the inference thread use
         # them all: once this (executor) thread has run torch with a thread team, the network
         # ran 2-2.7x slower on the inference thread (16 ms against 33 ms at 480x360 here).

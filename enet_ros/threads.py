@@ -120,7 +120,7 @@ def use_threads_for_this_process(tool: str) -> 'ThreadChooser':
     torch.set_num_threads(threads)
     if shared:
         print(f'{tool}: {reason}', file=sys.stderr, flush=True)
-    return ThreadChooser(usable_cpus(), start=threads, reason=reason, shared=shared)
+    return ThreadChooser(usable_cpus(), start=threads, reason=reason)
 
 
 class ThreadChooser:
@@ -129,18 +129,16 @@ class ThreadChooser:
     ``fixed`` pins the count (a user who pinned cores knows best). Otherwise it starts at
     ``most`` and, every ``probe_s`` seconds, tries the other count (1 or ``most``) for a
     window of ``window`` frames, keeping whichever had the lower median; after a trial that
-    lost, the next waits twice as long (up to 60 s). ``shared`` (the CPU was shared at
-    start): the first trial follows the first window, since neither count is known good.
+    lost, the next waits twice as long (up to 60 s).
     """
 
     def __init__(self, most: int, fixed: int = 0, window: int = 8, probe_s: float = 5.0,
-                 clock=time.monotonic, start: int | None = None, reason: str | None = None,
-                 shared: bool = False):
+                 clock=time.monotonic, start: int | None = None, reason: str | None = None):
         self.fixed, self.clock = fixed, clock
         self.options = (fixed,) if fixed else tuple(sorted({1, max(1, most)}))
         self.threads = start if start in self.options else self.options[-1]
         self.window, self.probe_s = window, probe_s
-        self.wait_s = 0.0 if shared else probe_s  # doubles (up to 60 s) after a lost trial
+        self.wait_s = probe_s  # doubles (up to 60 s) after each trial that lost
         self.median: dict[int, float] = {}  # threads -> median of its last full window
         self.samples: list[float] = []
         self.trial_from: int | None = None  # the count a running trial will be compared to
