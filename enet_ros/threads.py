@@ -64,10 +64,6 @@ def others_load(seconds: float = 0.4) -> float | None:
     return max(0.0, ((busy1 - busy0) - (own1 - own0)) / clock_ticks / (t1 - t0))
 
 
-def is_shared(load: float | None, cpus: int) -> bool:
-    return load is not None and cpus > 1 and load >= SHARED_CORES
-
-
 SHORT_SPIN = 10_000  # GOMP_SPINCOUNT at or under which a waiting thread sleeps soon
 
 
@@ -102,7 +98,7 @@ def starting_threads(fixed: int = 0) -> tuple[int, str, bool]:
     if fixed:
         return fixed, 'fixed by num_threads', False
     load = others_load()
-    if not is_shared(load, most):
+    if load is None or most == 1 or load < SHARED_CORES:
         return most, f'{most} usable CPUs', False
     busy = f'CPU shared: other processes keep {load:.1f} of {most} cores busy'
     if waits_briefly():
