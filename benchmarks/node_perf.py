@@ -49,10 +49,12 @@ def rss_mb(pid: int) -> float:
     return float('nan')
 
 
-def start(args, extra: dict | None = None, ns: str = '') -> NodeProcess:
+def start(args, extra: dict | None = None, ns: str = '', own_session: bool = True
+          ) -> NodeProcess:
     params = {'device': args.device, 'precision': args.precision, 'backend': args.backend}
     params.update(extra or {})
-    node = NodeProcess(params, ros_args=['-r', f'__ns:={ns}'] if ns else [])
+    node = NodeProcess(params, ros_args=['-r', f'__ns:={ns}'] if ns else [],
+                       own_session=own_session)
     node.wait_ready(timeout=600)
     return node
 
@@ -284,7 +286,10 @@ def cameras(args) -> str:
 
 def shared(args) -> str:
     """Lockstep latency at 640x360 with the CPU idle, beside one busy process, and beside
-    one at nice 19; the node's automatic thread count against a fixed team of all CPUs."""
+    one at nice 19; the node's automatic thread count against a fixed team of all CPUs.
+    The node runs in this script's session, as the busy process does, so that the kernel
+    shares the CPU between their threads (no autogroup share of its own): this measures
+    the thread choice alone."""
     import rclpy
     from enet_ros.threads import usable_cpus
     h, w = SIZES['640x360']
@@ -300,7 +305,8 @@ def shared(args) -> str:
                     cmd = ['nice', '-n', '19', *cmd]
                 busy = subprocess.Popen(cmd)
             try:
-                with start(args, {'num_threads': threads}, ns='/shared'):
+                with start(args, {'num_threads': threads}, ns='/shared',
+                           own_session=False):
                     rclpy.init()
                     c = SegmentationClient(namespace='/shared', reliable_input=True,
                                            keep=False, name='bench_shared')
@@ -330,7 +336,8 @@ def shared(args) -> str:
     md = header('Sharing the CPU: 640x360 lockstep, idle and beside a busy process')
     md += ('\nFrames published by another process, each after the previous mask arrived, '
            f'for {args.seconds:g} s; the medians cover the second half (the first lets the '
-           'thread choice settle). The neighbour is a Python busy loop. "vs idle" compares '
+           "thread choice settle). The neighbour is a Python busy loop, in the node's session "
+           '(the kernel shares the CPU between their threads). "vs idle" compares '
            "with the same setting's idle row of this run.\n\n")
     md += table(['num_threads', 'neighbour', 'masks / frames', 'e2e median ms',
                  'e2e p95 ms', 'vs idle', 'threads at the end (why)'], rows)

@@ -7,17 +7,26 @@ import signal
 import sys
 import threading
 
-import rclpy
-
 # Set while a signal has nothing to stop but the process: until ``main`` has built the
 # node, and while a managed node's configure loads or compiles (``stop_on_signals``).
 LOADING = threading.Event()
 # Set by the first SIGINT or SIGTERM once the node serves; ``main``'s loop ends on it.
 STOPPING = threading.Event()
+# Set by a tool that starts the node as its own session (tools.client.NodeProcess) to its
+# process id: the node stops once that process is gone, as no terminal hang-up or group
+# signal reaches a process in another session.
+PARENT_VARIABLE = 'ENET_ROS_STOP_WITH_PARENT'
+
+
+def parent_gone() -> bool:
+    """Whether the tool that started this node (``PARENT_VARIABLE``) has exited."""
+    parent = os.environ.get(PARENT_VARIABLE, '')
+    return parent.isdigit() and os.getppid() != int(parent)
 
 
 def leave_at_once() -> None:
     """Exit now, without unwinding: for a stop while the network loads or compiles."""
+    import rclpy  # here: the tools import this module before they may import rclpy
     rclpy.try_shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -660,6 +660,44 @@ def test_clean_shutdown(weights, ros, sig):
     assert 'deprecated' not in log, log  # the profile variable this distro's Fast DDS reads
 
 
+TOOL_THAT_DIES = """
+import os, sys
+from pathlib import Path
+from enet_ros.tools.client import NodeProcess
+node = NodeProcess({'model_path': sys.argv[1], 'backend': 'eager'}, log_path=Path(sys.argv[2]))
+node.wait_ready()
+print(node.proc.pid, os.getsid(node.proc.pid), os.getsid(0), flush=True)
+os._exit(0)  # gone without stopping the node, as a killed tool is
+"""
+
+
+def test_a_node_a_tool_started_is_its_own_session_and_stops_once_the_tool_is_gone(
+        weights, tmp_path):
+    """The tools start the node as a session of its own (the CPU share of a session where
+    the kernel groups by session); no hang-up or Ctrl-C of the terminal reaches it there,
+    so it stops by itself once the tool that started it has exited."""
+    log = tmp_path / 'node.log'
+    tool = run_python('-c', TOOL_THAT_DIES, weights, log, timeout=120)
+    assert tool.returncode == 0, tool.stderr
+    pid, node_session, tool_session = map(int, tool.stdout.split())
+    assert node_session == pid != tool_session
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+        except OSError:
+            break  # exited and reaped
+        if state == 'Z':
+            break  # exited, not yet reaped by whoever adopted it
+        time.sleep(0.1)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        pytest.fail(f'the node outlived its tool by 15 s:\n{log.read_text()}')
+    text = log.read_text()
+    assert 'the tool that started this node has exited: stopping' in text, text
+    assert 'Traceback' not in text, text
+
+
 def stop_inside_the_compile(proc) -> None:
     """SIGTERM two seconds into the compile: it ends promptly, exit code 0, no traceback."""
     deadline = time.monotonic() + 60

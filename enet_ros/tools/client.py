@@ -17,8 +17,9 @@ import yaml
 
 from enet_ros import topics
 from enet_ros.dds import PACKAGE_ROOT, profiles_variable, share_file
-from enet_ros.launch_args import LOG_FORMAT
 from enet_ros.image_codec import array_to_fields, stamp_key
+from enet_ros.launch_args import LOG_FORMAT
+from enet_ros.shutdown import PARENT_VARIABLE
 
 def ros_env(base: dict | None = None) -> dict:
     """Environment for every process of the graph: the shipped FastDDS profile (32 MB
@@ -44,11 +45,20 @@ STARTUP_STEPS = ('loading ', 'compiling the network', 'compiled in', 'not writab
 
 class NodeProcess:
     """``python -m enet_ros.segmentation_node --ros-args --params-file <yaml>`` as a child
-    (``module``: another entry point, e.g. enet_ros.managed_segmentation_node)."""
+    (``module``: another entry point, e.g. enet_ros.managed_segmentation_node).
+
+    The node runs as a session of its own, as a service does, unless ``own_session`` is
+    False: where the kernel shares the CPU between sessions first (autogroup, on in most
+    distributions' kernels), it then gets its session's share as a whole, where in the
+    caller's session its one network thread got one thread's share of every busy thread
+    there (a training job started from the same terminal: ``benchmarks.shared_tools``).
+    Such a node stops once this process is gone (``shutdown.PARENT_VARIABLE``): no hang-up
+    or Ctrl-C of the terminal reaches it.
+    """
 
     def __init__(self, params: dict, ros_args: list[str] | None = None,
                  log_path: Path | None = None, env: dict | None = None,
-                 module: str = 'enet_ros.segmentation_node'):
+                 module: str = 'enet_ros.segmentation_node', own_session: bool = True):
         self._tmp = tempfile.TemporaryDirectory(prefix='enet_node_')
         self.params_file = Path(self._tmp.name) / 'params.yaml'
         self.params_file.write_text(yaml.safe_dump({'/**': {'ros__parameters': params}}))
@@ -59,8 +69,11 @@ class NodeProcess:
         env = env or os.environ
         pythonpath = os.pathsep.join(p for p in [str(PACKAGE_ROOT),
                                                  env.get('PYTHONPATH', '')] if p)
+        env = {**env, 'PYTHONPATH': pythonpath}
+        if own_session:
+            env[PARENT_VARIABLE] = str(os.getpid())
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=ros_env({**env, 'PYTHONPATH': pythonpath}))
+                                     env=ros_env(env), start_new_session=own_session)
 
     def log(self) -> str:
         if not self._log.closed:

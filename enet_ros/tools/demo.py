@@ -123,9 +123,6 @@ def main(argv=None) -> int:
     with NodeProcess(params, log_path=args.output / 'node.log') as node:
         node.wait_ready(timeout=600, progress='demo')
         startup = time.monotonic() - t0
-        for line in node.log().splitlines():
-            if 'threads: CPU shared' in line:
-                print(f'demo: the node says {line.split("threads: ", 1)[1]}', flush=True)
         rclpy.init()
         client = SegmentationClient(outputs=('mask', 'overlay', 'color_mask'),
                                     reliable_input=True, name='enet_demo')
