@@ -33,7 +33,7 @@ from enet_ros.dds import segment_warning
 from enet_ros.image_codec import ImageError, message_to_array, stamp_ns
 from enet_ros.pipeline import Frame, Pipeline
 from enet_ros.segmenter import Segmenter, SegmenterError
-from enet_ros.shutdown import leave_at_once, LOADING, parent_gone, stop_on_signals, STOPPING
+from enet_ros.shutdown import keep_serving, leave_at_once, LOADING, stop_on_signals
 from enet_ros.threads import starting_threads, ThreadChooser, usable_cpus
 from enet_ros.watch import judge, reference_of, WATCH_OFF
 
@@ -285,12 +285,8 @@ def main(args=None, node_class=SegmentationNode) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
-        while not STOPPING.is_set():  # wake at least twice a second, so a signal is
-            executor.spin_once(timeout_sec=0.5)  # seen promptly with no timer running
-            if parent_gone():
-                node.get_logger().warning('the tool that started this node has exited: '
-                                          'stopping')
-                break
+        while keep_serving(node.get_logger()):  # wake at least twice a second, so a
+            executor.spin_once(timeout_sec=0.5)  # signal is seen with no timer running
     except ExternalShutdownException:
         pass
     finally:

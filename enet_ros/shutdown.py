@@ -18,10 +18,16 @@ STOPPING = threading.Event()
 PARENT_VARIABLE = 'ENET_ROS_STOP_WITH_PARENT'
 
 
-def parent_gone() -> bool:
-    """Whether the tool that started this node (``PARENT_VARIABLE``) has exited."""
+def keep_serving(log) -> bool:
+    """False once a signal stopped the node (``STOPPING``) or the tool that started it
+    (``PARENT_VARIABLE``) has exited; the latter is said in ``log``."""
+    if STOPPING.is_set():
+        return False
     parent = os.environ.get(PARENT_VARIABLE, '')
-    return parent.isdigit() and os.getppid() != int(parent)
+    if parent.isdigit() and os.getppid() != int(parent):
+        log.warning('the tool that started this node has exited: stopping')
+        return False
+    return True
 
 
 def leave_at_once() -> None:
