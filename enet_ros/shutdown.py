@@ -12,19 +12,25 @@ import threading
 LOADING = threading.Event()
 # Set by the first SIGINT or SIGTERM once the node serves; ``main``'s loop ends on it.
 STOPPING = threading.Event()
-# Set by a tool that starts the node as its own session (tools.client.NodeProcess) to its
-# process id: the node stops once that process is gone, as no terminal hang-up or group
+# Set by a tool that starts a process as a session of its own (tools.session) to its
+# process id: that process stops once the tool is gone, as no terminal hang-up or group
 # signal reaches a process in another session.
 PARENT_VARIABLE = 'ENET_ROS_STOP_WITH_PARENT'
 
 
+def started_by_a_gone_tool() -> bool:
+    """Whether a tool started this process as a session of its own (``PARENT_VARIABLE``)
+    and has since exited."""
+    parent = os.environ.get(PARENT_VARIABLE, '')
+    return parent.isdigit() and os.getppid() != int(parent)
+
+
 def keep_serving(log) -> bool:
     """False once a signal stopped the node (``STOPPING``) or the tool that started it
-    (``PARENT_VARIABLE``) has exited; the latter is said in ``log``."""
+    has exited; the latter is said in ``log``."""
     if STOPPING.is_set():
         return False
-    parent = os.environ.get(PARENT_VARIABLE, '')
-    if parent.isdigit() and os.getppid() != int(parent):
+    if started_by_a_gone_tool():
         log.warning('the tool that started this node has exited: stopping')
         return False
     return True

@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -282,3 +286,106 @@ def test_adapt_follows_the_bag_header_stamps(bag, weights, tmp_path):
                 ev.score(gt, ev.add(image, order, '/camera/image', stamp).labels)
     assert got['confusion_matrix'] == adapted.metrics()['confusion_matrix']
     assert got['confusion_matrix'] != trained.metrics()['confusion_matrix']
+
+
+@pytest.fixture(scope='module')
+def long_bag(tmp_path_factory, camvid_root):
+    """All 101 val frames: long enough to stop an evaluation in the middle."""
+    out = tmp_path_factory.mktemp('long_bag') / 'camvid'
+    res = run('enet_ros.tools.make_bag', camvid_root / 'val', out)
+    assert res.returncode == 0, res.stderr
+    return out
+
+
+def _state(pid: int) -> str | None:
+    """A process's state letter (R, S, T, Z ...), None once it is reaped."""
+    try:
+        return Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()[0]
+    except OSError:
+        return None
+
+
+def _wait_for(check, what: str, timeout: float = 60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.05)
+    pytest.fail(f'{what}: not within {timeout} s')
+
+
+class Evaluation:
+    """evaluate_bag started as a terminal starts a command (a process group of its own in
+    the terminal's session), its stderr read as it comes, its evaluation's process found."""
+
+    def __init__(self, bag, weights, out):
+        self.proc = subprocess.Popen(
+            [sys.executable, '-m', 'enet_ros.tools.evaluate_bag', str(bag), '--weights',
+             str(weights), '--backend', 'eager', '--json', str(out)], cwd=REPO,
+            env={**os.environ, 'PYTHONPATH': str(REPO)}, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, process_group=0)
+        self.stderr = []
+        self._reader = threading.Thread(target=lambda: self.stderr.extend(
+            iter(lambda: self.proc.stderr.read(1), '')), daemon=True)
+        self._reader.start()
+        self.work = _wait_for(self._child, 'the evaluation did not start')
+        _wait_for(lambda: re.search(r'\| *([3-9]|\d\d+)/101', self.text()),
+                  f'no 3 frames evaluated: {self.text()}', timeout=120)
+
+    def _child(self) -> int | None:
+        for stat in Path('/proc').glob('[0-9]*/stat'):
+            try:
+                fields = stat.read_text().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                return int(stat.parent.name)
+        return None
+
+    def text(self) -> str:
+        return ''.join(self.stderr)
+
+    def finish(self, timeout: float = 60.0) -> str:
+        self._reader.join(timeout)
+        if _state(self.work) not in (None, 'Z'):  # outlived its command: a failure
+            os.kill(self.work, signal.SIGKILL)
+        return self.text()
+
+
+def test_evaluate_bag_works_as_a_session_of_its_own_under_ctrl_z_and_ctrl_c(
+        long_bag, weights, tmp_path):
+    """The evaluation runs as a session of its own (a session's CPU share beside jobs from
+    the same terminal); the terminal's Ctrl-Z stops it with the command, fg continues both,
+    Ctrl-C ends it with a valid partial report."""
+    out = tmp_path / 'interrupted.json'
+    ev = Evaluation(long_bag, weights, out)
+    assert os.getsid(ev.work) == ev.work != os.getsid(ev.proc.pid) == os.getsid(0)
+    os.killpg(ev.proc.pid, signal.SIGTSTP)  # what the terminal sends its foreground group
+    _wait_for(lambda: _state(ev.work) == 'T' and _state(ev.proc.pid) == 'T',
+              'Ctrl-Z did not stop the evaluation and its command', timeout=10)
+    os.killpg(ev.proc.pid, signal.SIGCONT)  # fg
+    _wait_for(lambda: _state(ev.work) not in ('T', None), 'the evaluation did not continue',
+              timeout=10)
+    os.killpg(ev.proc.pid, signal.SIGINT)
+    assert ev.proc.wait(60) == 3, ev.finish()
+    err = ev.finish()
+    assert 'Traceback' not in err, err
+    got = json.loads(out.read_text())
+    assert not got['complete'] and got['stopped_because'] == 'interrupted', got
+    assert 3 <= got['frames_evaluated'] < 101, got
+    assert _state(ev.work) in (None, 'Z')
+
+
+def test_evaluate_bag_stops_with_a_partial_report_once_its_command_is_killed(
+        long_bag, weights, tmp_path):
+    out = tmp_path / 'orphaned.json'
+    ev = Evaluation(long_bag, weights, out)
+    ev.proc.kill()  # no signal to pass on: the evaluation sees its command gone
+    ev.proc.wait()
+    err = ev.finish()  # the evaluation's end closes the stderr it shares
+    assert 'evaluate_bag: the command that started it has exited: stopping' in err, err
+    assert 'Traceback' not in err, err
+    got = json.loads(out.read_text())
+    assert not got['complete'] and got['stopped_because'] == 'interrupted', got
+    assert 3 <= got['frames_evaluated'] < 101, got

@@ -16,10 +16,11 @@ import numpy as np
 import yaml
 
 from enet_ros import topics
-from enet_ros.dds import PACKAGE_ROOT, profiles_variable, share_file
+from enet_ros.dds import profiles_variable, share_file
 from enet_ros.image_codec import array_to_fields, stamp_key
 from enet_ros.launch_args import LOG_FORMAT
 from enet_ros.shutdown import PARENT_VARIABLE
+from enet_ros.tools.session import child_env
 
 def ros_env(base: dict | None = None) -> dict:
     """Environment for every process of the graph: the shipped FastDDS profile (32 MB
@@ -48,12 +49,8 @@ class NodeProcess:
     (``module``: another entry point, e.g. enet_ros.managed_segmentation_node).
 
     The node runs as a session of its own, as a service does, unless ``own_session`` is
-    False: where the kernel shares the CPU between sessions first (autogroup, on in most
-    distributions' kernels), it then gets its session's share as a whole, where in the
-    caller's session its one network thread got one thread's share of every busy thread
-    there (a training job started from the same terminal: ``benchmarks.shared_tools``).
-    Such a node stops once this process is gone (``shutdown.PARENT_VARIABLE``): no hang-up
-    or Ctrl-C of the terminal reaches it.
+    False: it then gets a session's share of the CPU (``tools.session``), and stops once
+    this process is gone, as no hang-up or Ctrl-C of the terminal reaches it.
     """
 
     def __init__(self, params: dict, ros_args: list[str] | None = None,
@@ -66,12 +63,9 @@ class NodeProcess:
         self._log = open(self.log_path, 'wb')
         cmd = [sys.executable, '-m', module, '--ros-args',
                '--params-file', str(self.params_file)] + (ros_args or [])
-        env = env or os.environ
-        pythonpath = os.pathsep.join(p for p in [str(PACKAGE_ROOT),
-                                                 env.get('PYTHONPATH', '')] if p)
-        env = {**env, 'PYTHONPATH': pythonpath}
-        if own_session:
-            env[PARENT_VARIABLE] = str(os.getpid())
+        env = child_env(env)
+        if not own_session:
+            del env[PARENT_VARIABLE]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      env=ros_env(env), start_new_session=own_session)
 

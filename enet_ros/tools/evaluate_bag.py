@@ -11,7 +11,9 @@ label topic matched by header stamp, or a folder of label PNGs matched by file n
 report.json, report.md and plots; ``--output-bag DIR`` writes the input images with
 segmentation/mask, color_mask and overlay at the same stamps, for rviz2 or Foxglove.
 Ctrl-C stops early and still writes a valid (partial) report. Exit status: 0 complete,
-1 unusable input, 3 partial (bag unreadable past some point, or interrupted).
+1 unusable input, 3 partial (bag unreadable past some point, or interrupted). The
+evaluation runs as a session of its own (``tools.session``: a session's share of the CPU
+beside jobs started from the same terminal), driven by the command you started.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from enet_ros.segmenter import Segmenter, SegmenterError
 from enet_ros.adaptation import camera_time
 from enet_ros.threads import ThreadChooser, use_threads_for_this_process
 from enet_ros.options import add_adapt_arg, add_model_args
+from enet_ros.tools.session import run_as_own_session
 
 IGNORE = NO_CLASS
 STAGES = ('preprocess', 'inference', 'postprocess', 'total')
@@ -305,6 +308,11 @@ def _print(result, metrics, skipped) -> None:
 
 
 def main(argv=None) -> int:
+    get_args(argv)  # --help and a bad argument are answered here, at once
+    return run_as_own_session('evaluate_bag', 'enet_ros.tools.evaluate_bag', evaluate, argv)
+
+
+def evaluate(argv: list[str]) -> int:
     args = get_args(argv)
     chooser = use_threads_for_this_process('evaluate_bag')
     try:
