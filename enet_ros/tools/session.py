@@ -15,6 +15,7 @@ work's exit status, and the work stops once that command is gone
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -36,25 +37,29 @@ def child_env(env: dict | None = None) -> dict:
     return env
 
 
-def _interrupt_once_the_command_is_gone(tool: str) -> None:
+def stop_once_the_command_is_gone(tool: str) -> None:
+    """In work ``run_as_own_session`` started: once the command that started it is gone, say
+    so and interrupt this process as Ctrl-C does (the tool's partial result). Nothing
+    elsewhere."""
+    if PARENT_VARIABLE not in os.environ:
+        return
+
     def watch():
         while not started_by_a_gone_tool():
             time.sleep(0.5)
         print(f'{tool}: the command that started it has exited: stopping', file=sys.stderr,
               flush=True)
-        os.kill(os.getpid(), signal.SIGINT)  # the tool's own Ctrl-C path: a partial result
+        os.kill(os.getpid(), signal.SIGINT)
     threading.Thread(target=watch, name='watch-command', daemon=True).start()
 
 
-def run_as_own_session(tool: str, module: str, main, argv: list[str] | None) -> int:
-    """``main(argv)``'s exit status, with ``main`` run by ``python -m module argv`` as a
-    session of its own; run here where this process is that child or leads its session
-    already (``setsid``, a service)."""
+def run_as_own_session(module: str, argv: list[str] | None) -> int:
+    """The exit status of ``python -m module argv`` run as a session of its own, passing
+    this command's Ctrl-C, Ctrl-Z and hang-up on; ``module.main(argv)`` here where this
+    process leads its session already (``setsid``, a service)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if PARENT_VARIABLE in os.environ or os.getsid(0) == os.getpid():
-        if PARENT_VARIABLE in os.environ:
-            _interrupt_once_the_command_is_gone(tool)
-        return main(argv)
+    if os.getsid(0) == os.getpid():
+        return importlib.import_module(module).main(argv)
     work = subprocess.Popen([sys.executable, '-m', module, *argv], env=child_env(),
                             start_new_session=True)
 
