@@ -319,12 +319,18 @@ class Evaluation:
     """evaluate_bag started as a terminal starts a command (a process group of its own in
     the terminal's session), its stderr read as it comes, its evaluation's process found."""
 
-    def __init__(self, bag, weights, out):
-        self.proc = subprocess.Popen(
-            [sys.executable, '-m', 'enet_ros.tools.evaluate_bag', str(bag), '--weights',
-             str(weights), '--backend', 'eager', '--json', str(out)], cwd=REPO,
-            env={**os.environ, 'PYTHONPATH': str(REPO)}, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True, process_group=0)
+    def __init__(self, bag, weights, out, sigint=signal.default_int_handler):
+        # Ctrl-C's disposition as the command starts, whatever pytest's own: a terminal's
+        # foreground job takes it; a script's background job (``cmd &``) ignores it
+        previous = signal.signal(signal.SIGINT, sigint)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, '-m', 'enet_ros.tools.evaluate_bag', str(bag), '--weights',
+                 str(weights), '--backend', 'eager', '--json', str(out)], cwd=REPO,
+                env={**os.environ, 'PYTHONPATH': str(REPO)}, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, process_group=0)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         self.stderr = []
         self._reader = threading.Thread(target=lambda: self.stderr.extend(
             iter(lambda: self.proc.stderr.read(1), '')), daemon=True)
@@ -379,8 +385,13 @@ def test_evaluate_bag_works_as_a_session_of_its_own_under_ctrl_z_and_ctrl_c(
 
 def test_evaluate_bag_stops_with_a_partial_report_once_its_command_is_killed(
         long_bag, weights, tmp_path):
+    """Started ignoring Ctrl-C (a script's ``evaluate_bag ... &``), the command ignores it, and
+    its evaluation still stops with a partial report once the command is killed."""
     out = tmp_path / 'orphaned.json'
-    ev = Evaluation(long_bag, weights, out)
+    ev = Evaluation(long_bag, weights, out, sigint=signal.SIG_IGN)
+    os.killpg(ev.proc.pid, signal.SIGINT)
+    time.sleep(1.0)
+    assert ev.proc.poll() is None and _state(ev.work) not in (None, 'Z'), ev.finish()
     ev.proc.kill()  # no signal to pass on: the evaluation sees its command gone
     ev.proc.wait()
     err = ev.finish()  # the evaluation's end closes the stderr it shares

@@ -40,9 +40,14 @@ def child_env(env: dict | None = None) -> dict:
 def stop_once_the_command_is_gone(tool: str) -> None:
     """In work ``run_as_own_session`` started: once the command that started it is gone, say
     so and interrupt this process as Ctrl-C does (the tool's partial result). Nothing
-    elsewhere."""
+    elsewhere.
+
+    The command chooses which signals reach the work, so Ctrl-C interrupts the work even
+    where the work inherited it ignored (a command started in the background by a script,
+    whose Ctrl-C the command then ignores itself)."""
     if PARENT_VARIABLE not in os.environ:
         return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def watch():
         while not started_by_a_gone_tool():
@@ -55,8 +60,9 @@ def stop_once_the_command_is_gone(tool: str) -> None:
 
 def run_as_own_session(module: str, argv: list[str] | None) -> int:
     """The exit status of ``python -m module argv`` run as a session of its own, passing
-    this command's Ctrl-C, Ctrl-Z and hang-up on; ``module.main(argv)`` here where this
-    process leads its session already (``setsid``, a service)."""
+    this command's Ctrl-C, Ctrl-Z, hang-up and SIGTERM on (those it was not started
+    ignoring); ``module.main(argv)`` here where this process leads its session already
+    (``setsid``, a service)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if os.getsid(0) == os.getpid():
         return importlib.import_module(module).main(argv)
@@ -73,6 +79,7 @@ def run_as_own_session(module: str, argv: list[str] | None) -> int:
         else:
             work.send_signal(signum)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGTSTP):
-        signal.signal(sig, pass_on)
+        if signal.getsignal(sig) != signal.SIG_IGN:  # ignored as it started (nohup, &): kept
+            signal.signal(sig, pass_on)
     code = work.wait()
     return code if code >= 0 else 128 - code  # killed by a signal: as a shell reports it
