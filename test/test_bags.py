@@ -290,9 +290,16 @@ def test_adapt_follows_the_bag_header_stamps(bag, weights, tmp_path):
 
 @pytest.fixture(scope='module')
 def long_bag(tmp_path_factory, camvid_root):
-    """All 101 val frames: long enough to stop an evaluation in the middle."""
-    out = tmp_path_factory.mktemp('long_bag') / 'camvid'
-    res = run('enet_ros.tools.make_bag', camvid_root / 'val', out)
+    """The val frames four times over (404): long enough to stop an evaluation in the
+    middle, seconds after it started, on a fast idle machine too."""
+    folder = tmp_path_factory.mktemp('long_bag')
+    frames = folder / 'frames'
+    frames.mkdir()
+    for n in range(4):
+        for image in sorted((camvid_root / 'val').glob('*.png')):
+            (frames / f'{n}_{image.name}').symlink_to(image)
+    out = folder / 'camvid'
+    res = run('enet_ros.tools.make_bag', frames, out)
     assert res.returncode == 0, res.stderr
     return out
 
@@ -336,7 +343,7 @@ class Evaluation:
             iter(lambda: self.proc.stderr.read(1), '')), daemon=True)
         self._reader.start()
         self.work = _wait_for(self._child, 'the evaluation did not start')
-        _wait_for(lambda: re.search(r'\| *([3-9]|\d\d+)/101', self.text()),
+        _wait_for(lambda: re.search(r'\| *([3-9]|\d\d+)/\d+', self.text()),
                   f'no 3 frames evaluated: {self.text()}', timeout=120)
 
     def _child(self) -> int | None:
@@ -379,7 +386,7 @@ def test_evaluate_bag_works_as_a_session_of_its_own_under_ctrl_z_and_ctrl_c(
     assert 'Traceback' not in err, err
     got = json.loads(out.read_text())
     assert not got['complete'] and got['stopped_because'] == 'interrupted', got
-    assert 3 <= got['frames_evaluated'] < 101, got
+    assert got['frames_evaluated'] >= 3, got
     assert _state(ev.work) in (None, 'Z')
 
 
@@ -389,14 +396,16 @@ def test_evaluate_bag_stops_with_a_partial_report_once_its_command_is_killed(
     its evaluation still stops with a partial report once the command is killed."""
     out = tmp_path / 'orphaned.json'
     ev = Evaluation(long_bag, weights, out, sigint=signal.SIG_IGN)
+    os.kill(ev.work, signal.SIGSTOP)  # the evaluation held while the command is watched
     os.killpg(ev.proc.pid, signal.SIGINT)
     time.sleep(1.0)
-    assert ev.proc.poll() is None and _state(ev.work) not in (None, 'Z'), ev.finish()
+    assert ev.proc.poll() is None, ev.finish()
     ev.proc.kill()  # no signal to pass on: the evaluation sees its command gone
     ev.proc.wait()
+    os.kill(ev.work, signal.SIGCONT)
     err = ev.finish()  # the evaluation's end closes the stderr it shares
     assert 'evaluate_bag: the command that started it has exited: stopping' in err, err
     assert 'Traceback' not in err, err
     got = json.loads(out.read_text())
     assert not got['complete'] and got['stopped_because'] == 'interrupted', got
-    assert 3 <= got['frames_evaluated'] < 101, got
+    assert got['frames_evaluated'] >= 3, got
