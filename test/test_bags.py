@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -288,6 +289,11 @@ def test_adapt_follows_the_bag_header_stamps(bag, weights, tmp_path):
     assert got['confusion_matrix'] != trained.metrics()['confusion_matrix']
 
 
+class LongBag(NamedTuple):
+    path: Path
+    frames: int
+
+
 @pytest.fixture(scope='module')
 def long_bag(tmp_path_factory, camvid_root):
     """The val frames four times over (404): long enough to stop an evaluation in the
@@ -301,7 +307,7 @@ def long_bag(tmp_path_factory, camvid_root):
     out = folder / 'camvid'
     res = run('enet_ros.tools.make_bag', frames, out)
     assert res.returncode == 0, res.stderr
-    return out
+    return LongBag(out, len(list(frames.iterdir())))
 
 
 def _state(pid: int) -> str | None:
@@ -326,13 +332,13 @@ class Evaluation:
     """evaluate_bag started as a terminal starts a command (a process group of its own in
     the terminal's session), its stderr read as it comes, its evaluation's process found."""
 
-    def __init__(self, bag, weights, out, sigint=signal.default_int_handler):
+    def __init__(self, bag: LongBag, weights, out, sigint=signal.default_int_handler):
         # Ctrl-C's disposition as the command starts, whatever pytest's own: a terminal's
         # foreground job takes it; a script's background job (``cmd &``) ignores it
         previous = signal.signal(signal.SIGINT, sigint)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, '-m', 'enet_ros.tools.evaluate_bag', str(bag), '--weights',
+                [sys.executable, '-m', 'enet_ros.tools.evaluate_bag', str(bag.path), '--weights',
                  str(weights), '--backend', 'eager', '--json', str(out)], cwd=REPO,
                 env={**os.environ, 'PYTHONPATH': str(REPO)}, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, text=True, process_group=0)
@@ -343,7 +349,7 @@ class Evaluation:
             iter(lambda: self.proc.stderr.read(1), '')), daemon=True)
         self._reader.start()
         self.work = _wait_for(self._child, 'the evaluation did not start')
-        _wait_for(lambda: re.search(r'\| *([3-9]|\d\d+)/\d+', self.text()),
+        _wait_for(lambda: re.search(rf'\| *([3-9]|\d\d+)/{bag.frames}\b', self.text()),
                   f'no 3 frames evaluated: {self.text()}', timeout=120)
 
     def _child(self) -> int | None:
@@ -386,7 +392,7 @@ def test_evaluate_bag_works_as_a_session_of_its_own_under_ctrl_z_and_ctrl_c(
     assert 'Traceback' not in err, err
     got = json.loads(out.read_text())
     assert not got['complete'] and got['stopped_because'] == 'interrupted', got
-    assert got['frames_evaluated'] >= 3, got
+    assert 3 <= got['frames_evaluated'] < long_bag.frames, got
     assert _state(ev.work) in (None, 'Z')
 
 
@@ -408,4 +414,4 @@ def test_evaluate_bag_stops_with_a_partial_report_once_its_command_is_killed(
     assert 'Traceback' not in err, err
     got = json.loads(out.read_text())
     assert not got['complete'] and got['stopped_because'] == 'interrupted', got
-    assert got['frames_evaluated'] >= 3, got
+    assert 3 <= got['frames_evaluated'] < long_bag.frames, got
