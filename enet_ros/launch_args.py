@@ -43,6 +43,14 @@ ARGUMENTS = {
 }
 
 
+def rviz_remappings(image) -> list[tuple]:
+    """config/segmentation.rviz names its topics absolutely (/image, /segmentation/...); the
+    launch file remaps them onto the camera's image (the ``image`` argument, a string or a
+    substitution) and the node's outputs, both resolved in the launch's namespace."""
+    return [('/image', image), ('/segmentation/overlay', 'segmentation/overlay'),
+            ('/segmentation/color_mask', 'segmentation/color_mask')]
+
+
 def description(name: str) -> str:
     return f'{_TABLE[name].description} Empty: the params file decides.'
 

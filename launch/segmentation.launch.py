@@ -15,7 +15,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from enet_ros.launch_args import ARGUMENTS, description, LAUNCH_PARAMETERS, node_spec
+from enet_ros.launch_args import (ARGUMENTS, description, LAUNCH_PARAMETERS, node_spec,
+                                  rviz_remappings)
 
 
 def node_action(context):
@@ -49,8 +50,7 @@ def generate_launch_description():
         package='rviz2', executable='rviz2', name='rviz2',
         namespace=LaunchConfiguration('namespace'),
         arguments=['-d', os.path.join(share, 'config', 'segmentation.rviz')],
-        remappings=[('/image', 'image'), ('/segmentation/overlay', 'segmentation/overlay'),
-                    ('/segmentation/color_mask', 'segmentation/color_mask')],
+        remappings=rviz_remappings(LaunchConfiguration('image')),
         condition=IfCondition(LaunchConfiguration('use_rviz')),
     )
     return LaunchDescription(args + [OpaqueFunction(function=node_action), rviz])

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
-import shutil
 import subprocess
 import sys
 
@@ -32,16 +30,8 @@ def test_package_xml_format3_and_matches_setup():
 
 
 @pytest.fixture(scope='module')
-def colcon_install(tmp_path_factory):
-    if shutil.which('colcon') is None and not (Path(sys.executable).parent / 'colcon').exists():
-        pytest.fail('colcon is not installed: run scripts/setup.sh')
-    colcon = shutil.which('colcon') or str(Path(sys.executable).parent / 'colcon')
-    base = tmp_path_factory.mktemp('colcon')
-    subprocess.run([colcon, '--log-base', str(base / 'log'), 'build', '--packages-select',
-                    'enet_ros', '--base-paths', str(REPO), '--build-base', str(base / 'build'),
-                    '--install-base', str(base / 'install')],
-                   check=True, cwd=base, capture_output=True)
-    return base / 'install' / 'enet_ros'
+def colcon_install(workspace):
+    return workspace / 'install' / 'enet_ros'
 
 
 def test_colcon_build_installs_share_and_executables(colcon_install):

@@ -1,0 +1,92 @@
+"""The compiled network of today against the same network at earlier commits, in one run.
+
+    python -m benchmarks.core_history [--commits a58abea HEAD] [--runs 40] [--rounds 3]
+
+Each commit is checked out in a temporary git worktree and its own ``Segmenter`` (its
+shipped weights, ``backend='compile'``, bf16, 480x360) is built in a fresh process with a
+compile cache of its own; the first process of each commit compiles, the timed ones load
+the package. Rounds alternate the commits, so a neighbour or a clock change hits all of
+them alike. Figures: the median over rounds of each process's median ``Timings.inference``
+of ``--runs`` back-to-back ``segment()`` calls. Commit a58abea measured 8.6 ms in
+core_ablation's table of 2026-11-27; this is the guard that today's frame graph still
+matches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from reporting.tables import header, publish, REPO, table
+
+CHILD = """
+import statistics, sys, numpy as np
+from enet_ros.segmenter import Segmenter
+h, w, runs = {h}, {w}, {runs}
+seg = Segmenter('enet_ros/weights/enet_camvid.pt', 'cpu', 'bf16', 'compile', input_size=(h, w))
+img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+for _ in range(5):
+    seg.segment(img)
+print(statistics.median(seg.segment(img)[1].inference for _ in range(runs)) * 1000)
+"""
+
+
+def run_child(tree: Path, cache: Path, size, runs: int) -> float:
+    code = CHILD.format(h=size[0], w=size[1], runs=runs)
+    env = {'PYTHONPATH': str(tree), 'ENET_ROS_CACHE': str(cache), 'PATH': '/usr/bin:/bin',
+           'HOME': str(cache)}
+    out = subprocess.run([sys.executable, '-c', code], cwd=tree, env=env, check=True,
+                         capture_output=True, text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--commits', nargs='+', default=['a58abea', 'HEAD'])
+    p.add_argument('--runs', type=int, default=40)
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--size', type=int, nargs=2, default=(360, 480), metavar=('H', 'W'))
+    p.add_argument('--readme', action='store_true', help='replace the README section')
+    args = p.parse_args()
+    shas = {c: subprocess.run(['git', 'rev-parse', '--short', c], cwd=REPO, check=True,
+                              capture_output=True, text=True).stdout.strip()
+            for c in args.commits}
+    with tempfile.TemporaryDirectory(prefix='enet_history_') as tmp:
+        trees = {}
+        for c, sha in shas.items():
+            tree = Path(tmp) / sha
+            subprocess.run(['git', 'worktree', 'add', '--detach', str(tree), sha], cwd=REPO,
+                           check=True, capture_output=True)
+            trees[c] = tree
+            (Path(tmp) / f'cache-{sha}').mkdir()
+        try:
+            for c in args.commits:  # the compile, untimed
+                run_child(trees[c], Path(tmp) / f'cache-{shas[c]}', args.size, 3)
+            times = {c: [] for c in args.commits}
+            for _ in range(args.rounds):
+                for c in args.commits:
+                    ms = run_child(trees[c], Path(tmp) / f'cache-{shas[c]}', args.size,
+                                   args.runs)
+                    times[c].append(ms)
+                    print(f'{c} ({shas[c]}): {ms:.2f} ms', flush=True)
+        finally:
+            for tree in trees.values():
+                subprocess.run(['git', 'worktree', 'remove', '--force', str(tree)], cwd=REPO,
+                               capture_output=True)
+    first = statistics.median(times[args.commits[0]])
+    rows = [[c, shas[c], f'{statistics.median(t):.2f}', ' / '.join(f'{v:.2f}' for v in t),
+             f'{statistics.median(t) / first:.2f}x'] for c, t in times.items()]
+    h, w = args.size
+    md = header(f'The compiled network at {w}x{h} across commits (median ms)') + (
+        f"\nEach commit's own Segmenter (its shipped weights, compile, bf16) in fresh "
+        f'processes, {args.rounds} alternating rounds of the median of {args.runs} calls.\n\n'
+    ) + table(['commit', 'sha', 'ms', 'rounds', f'vs {args.commits[0]}'], rows)
+    publish('core_history', md, args.readme)
+
+
+if __name__ == '__main__':
+    main()
