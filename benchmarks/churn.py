@@ -2,7 +2,7 @@
 cycles and live parameters, each repeated, with what they leave behind.
 
     python -m benchmarks.churn [--restarts 50] [--subscribers 100] [--activations 100]
-                               [--reconfigures 20] [--parameters 50] [--readme]
+                               [--reconfigures 20] [--parameters 50] [--doc]
 
 Each run starts the node (the plain one, or the managed one for the lifecycle cycles) with
 the shipped weights and its defaults, and a camera publisher process
@@ -254,7 +254,7 @@ def main() -> None:
     p.add_argument('--activations', type=int, default=100)
     p.add_argument('--reconfigures', type=int, default=20)
     p.add_argument('--parameters', type=int, default=50)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     os.environ.update(ros_env())
     os.environ.setdefault('ROS_DOMAIN_ID', '80')
@@ -280,7 +280,7 @@ def main() -> None:
            f'memory.\n\n')
     md += table(['what', 'cycles', 'answered', 'slowest s', 'RSS MB', 'threads', 'fds',
                  'bounds', 'note'], [row(r) for r in plain + managed])
-    publish('churn', md, args.readme)
+    publish('churn', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """What the CPU path's choices are worth, each against its alternative.
 
-    python -m benchmarks.core_ablation [--runs 30] [--readme]
+    python -m benchmarks.core_ablation [--runs 30] [--doc]
 
 - Kept memory: ``Segmenter`` calls ``keep_freed_memory`` on CPU. Measured in fresh
   processes with and without it (the setting is process-wide), alternating; median ms of
@@ -191,7 +191,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument('--runs', type=int, default=30)
-    p.add_argument('--readme', action='store_true', help='replace the README section')
+    p.add_argument('--doc', action='store_true', help='render its section in doc/')
     args = p.parse_args()
     scratch = tempfile.TemporaryDirectory()  # compile from scratch, as core_speed does
     os.environ['ENET_ROS_CACHE'] = scratch.name
@@ -225,7 +225,7 @@ def main() -> None:
            'frame (once per second of camera time):\n\n')
     md += table(['config', 'ms without', 'ms with', 'ms to observe a frame'],
                 adaptation(args.weights, args.runs))
-    publish('core_ablation', md, args.readme)
+    publish('core_ablation', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -50,7 +50,7 @@ def main() -> None:
     p.add_argument('--runs', type=int, default=40)
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--size', type=int, nargs=2, default=(360, 480), metavar=('H', 'W'))
-    p.add_argument('--readme', action='store_true', help='replace the README section')
+    p.add_argument('--doc', action='store_true', help='render its section in doc/')
     args = p.parse_args()
     shas = {c: subprocess.run(['git', 'rev-parse', '--short', c], cwd=REPO, check=True,
                               capture_output=True, text=True).stdout.strip()
@@ -85,7 +85,7 @@ def main() -> None:
         f"\nEach commit's own Segmenter (its shipped weights, compile, bf16) in fresh "
         f'processes, {args.rounds} alternating rounds of the median of {args.runs} calls.\n\n'
     ) + table(['commit', 'sha', 'ms', 'rounds', f'vs {args.commits[0]}'], rows)
-    publish('core_history', md, args.readme)
+    publish('core_history', md, args.doc)
 
 
 if __name__ == '__main__':

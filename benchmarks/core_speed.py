@@ -1,6 +1,6 @@
 """Inference speed of the core at 480x360 .. 1920x1080, batch 1, every backend and precision.
 
-    python -m benchmarks.core_speed [--weights FILE] [--runs 20] [--readme]
+    python -m benchmarks.core_speed [--weights FILE] [--runs 20] [--doc]
 
 Each row is the median of ``--runs`` timed runs of the frame graph (``Timings.inference``:
 normalise, network, argmax; ``FrameNetwork``) after warm-up, plus the whole ``segment()``
@@ -114,7 +114,7 @@ def main() -> None:
     p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument('--runs', type=int, default=20)
     p.add_argument('--sizes', nargs='*', default=[f'{w}x{h}' for h, w in SIZES])
-    p.add_argument('--readme', action='store_true', help='replace the README section')
+    p.add_argument('--doc', action='store_true', help='render its section in doc/')
     args = p.parse_args()
     # compile everything from scratch in this run, so the start-up table shows compile times
     scratch = tempfile.TemporaryDirectory()
@@ -167,7 +167,7 @@ def main() -> None:
         {'sizes': cols[1:], 'network_ms': raw, 'startup_cold_s': cold,
          'startup_warm_s': warm, 'default': default,
          'default_speedup': dict(zip(cols[1:], speedups))}, indent=2))
-    publish('core_speed', md, args.readme)
+    publish('core_speed', md, args.doc)
 
 
 if __name__ == '__main__':

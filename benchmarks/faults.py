@@ -1,6 +1,6 @@
 """The disk and cache faults of a vehicle's computer, each through a real node process.
 
-    python -m benchmarks.faults [--readme]
+    python -m benchmarks.faults [--doc]
 
 The node with the shipped weights, compiled (fp32, so its masks can be compared with the
 eager network's pixel for pixel), and its compile cache (``ENET_ROS_CACHE``) on:
@@ -133,7 +133,7 @@ def weights_removed(tmp: Path) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     os.environ.update(ros_env())
     os.environ.setdefault('ROS_DOMAIN_ID', '81')
@@ -175,7 +175,7 @@ def main() -> None:
            'equals the eager fp32 network\'s on a demo frame. "said" is every warning or '
            'error line the node logged.\n\n')
     md += table(['fault', 'said', 'served', 'agreement', 'cache afterwards'], rows)
-    publish('faults', md, args.readme)
+    publish('faults', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """What fine-tuning from CamVid weights is worth on a small dataset of your own classes.
 
-    python -m benchmarks.finetune --root ../shared/data/camvid [--readme]
+    python -m benchmarks.finetune --root ../shared/data/camvid [--doc]
 
 CamVid merged into four classes (background, road, sidewalk, obstacle:
 ``benchmarks.camvid_voc``) is written in the VOC layout with colour masks, as a
@@ -109,7 +109,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--root', type=Path, required=True, help='CamVid folder (SegNet layout)')
     p.add_argument('--work', type=Path, default=REPO / 'build' / 'finetune')
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     own = camvid_stems(args.root, OWN_DRIVE)
     listings = {f'{n}-{drive}': evenly(own, n) + camvid_stems(args.root, drive)
@@ -159,7 +159,7 @@ def main() -> None:
            f'frames; per class in the order background / road / sidewalk / obstacle.\n\n')
     md += table(['start', 'own frames', 'measured on', 'epochs', 'train s', 'class IoU',
                  'per class'], rows)
-    publish('finetune', md, args.readme)
+    publish('finetune', md, args.doc)
 
 
 if __name__ == '__main__':

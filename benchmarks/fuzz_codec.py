@@ -1,7 +1,7 @@
 """Property-based fuzzing of the message boundary (``enet_ros.image_codec``): every field of
 sensor_msgs/Image and CompressedImage, with a fixed seed and a case budget.
 
-    python -m benchmarks.fuzz_codec [--cases 10000] [--node-cases 600] [--readme]
+    python -m benchmarks.fuzz_codec [--cases 10000] [--node-cases 600] [--doc]
 
 Each case is either converted (an (H, W, 3) uint8 image of the message's size, equal to an
 independent numpy decoding where one exists) or rejected with ``ImageError``; any other
@@ -218,7 +218,7 @@ def main() -> None:
     p.add_argument('--cases', type=int, default=10_000)
     p.add_argument('--node-cases', type=int, default=600,
                    help='fuzzed Image messages through DDS to a running node (0: none)')
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
@@ -241,7 +241,7 @@ def main() -> None:
                 rows)
     if args.node_cases:
         md += node_table(args.node_cases)
-    publish('fuzz_codec', md, args.readme)
+    publish('fuzz_codec', md, args.doc)
 
 
 def node_table(cases: int) -> str:

@@ -1,6 +1,6 @@
 """The node's CUDA path on a machine with a GPU: fp16 against fp32 class ids, and speed.
 
-    python -m benchmarks.gpu_check [--weights FILE] [--runs 50] [--readme]
+    python -m benchmarks.gpu_check [--weights FILE] [--runs 50] [--doc]
 
 For precision fp32 and fp16 (backend eager) a ``Segmenter`` on
 ``cuda`` segments the demo frames; the table gives the share of pixels whose class id
@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--weights', type=Path, default=DEFAULT_WEIGHTS)
     p.add_argument('--runs', type=int, default=50)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args(argv)
     if not torch.cuda.is_available():
         sys.exit('gpu_check: this torch sees no CUDA device; run it on a machine with one')
@@ -68,7 +68,7 @@ def main(argv=None) -> None:
         '',
         table(['input', 'backend', 'precision', 'agreement with eager fp32',
                'network ms', 'segment() ms (uint8 in, ids on host)'], rows)])
-    publish('gpu_check', text, args.readme)
+    publish('gpu_check', text, args.doc)
 
 
 if __name__ == '__main__':

@@ -3,7 +3,7 @@ node's bf16 and fp32 paths: speed, pixel agreement with fp32 and class IoU on a 
 drive.
 
     python -m benchmarks.int8 --root ../shared/data/camvid [--run runs/ablation/A-base-0006R0]
-        [--calibration 200] [--readme]
+        [--calibration 200] [--doc]
 
 Needs ``torchao`` (``pip install --no-deps torchao==0.18.0``; not a dependency of the node).
 
@@ -83,7 +83,7 @@ def main() -> None:
     p.add_argument('--run', type=Path, default=Path('runs/ablation/A-base-0006R0'),
                    help='a held-out training run')
     p.add_argument('--calibration', type=int, default=200)
-    p.add_argument('--readme', action='store_true', help='replace the README section')
+    p.add_argument('--doc', action='store_true', help='render its section in doc/')
     args = p.parse_args()
     ckpt = run_checkpoint.load(args.run)
     data = ckpt['data']
@@ -150,7 +150,7 @@ def main() -> None:
            f'on this CPU, so ')
     md += ('it would be worth offering here.\n' if passed and faster else
            'the node does not offer it: `precision: auto` chooses between bf16 and fp32.\n')
-    publish('int8', md, args.readme)
+    publish('int8', md, args.doc)
 
 
 if __name__ == '__main__':

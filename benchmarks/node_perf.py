@@ -1,12 +1,12 @@
 """The node over real DDS on one host: latency, transport loss, soak, several cameras.
 
-    python -m benchmarks.node_perf latency   [--readme]  # e2e vs core inference, 640x360/720p
-    python -m benchmarks.node_perf transport [--readme]  # FastDDS defaults vs config/fastdds.xml
-    python -m benchmarks.node_perf soak      [--readme]  # 720p 30 Hz: mask only vs all outputs
-    python -m benchmarks.node_perf cameras   [--readme]  # throughput with 1, 2, 4 cameras
-    python -m benchmarks.node_perf shared    [--readme]  # idle vs a busy neighbour
-    python -m benchmarks.node_perf peak      [--readme]  # highest rate with < 5% dropped
-    python -m benchmarks.node_perf record    [--readme]  # segmentation/mask/compressed cost
+    python -m benchmarks.node_perf latency   [--doc]  # e2e vs core inference, 640x360/720p
+    python -m benchmarks.node_perf transport [--doc]  # FastDDS defaults vs config/fastdds.xml
+    python -m benchmarks.node_perf soak      [--doc]  # 720p 30 Hz: mask only vs all outputs
+    python -m benchmarks.node_perf cameras   [--doc]  # throughput with 1, 2, 4 cameras
+    python -m benchmarks.node_perf shared    [--doc]  # idle vs a busy neighbour
+    python -m benchmarks.node_perf peak      [--doc]  # highest rate with < 5% dropped
+    python -m benchmarks.node_perf record    [--doc]  # segmentation/mask/compressed cost
 
 Every run starts the node as its own process with the shipped weights and its default
 device, precision and backend, as ``ros2 run`` would (``--backend`` etc. override).
@@ -479,7 +479,7 @@ def main() -> None:
     p.add_argument('--frames', type=int, default=100)
     p.add_argument('--seconds', type=float, default=None)
     add_model_args(p, weights=False)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     if args.seconds is None:
         args.seconds = {'soak': 120, 'peak': 5, 'record': 10}.get(args.what, 20)
@@ -489,7 +489,7 @@ def main() -> None:
     md = {'latency': latency, 'transport': transport, 'soak': soak, 'cameras': cameras,
           'shared': shared, 'peak': peak, 'record': record}[
         args.what](args)
-    publish(f'node_{args.what}', md, args.readme)
+    publish(f'node_{args.what}', md, args.doc)
 
 
 if __name__ == '__main__':

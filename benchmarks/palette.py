@@ -1,6 +1,6 @@
 """How far apart the overlay's colours are, against the dataset's palette.
 
-    python -m benchmarks.palette [--readme]
+    python -m benchmarks.palette [--doc]
 
 For CamVid's 11 classes and other class counts: the closest two colours of each palette
 in CIELAB (a distance of about 2.3 is the smallest difference a person notices; the
@@ -18,7 +18,7 @@ from training.datasets import CAMVID_CLASSES, CAMVID_PALETTE
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     rows = []
     for name, colors, names in (
@@ -34,7 +34,7 @@ def main() -> None:
            'takes `enet_ros.colors.distinct_palette`; the colour mask keeps the '
            "weights' palette.\n\n")
     md += table(['palette', 'closest distance', 'closest pair'], rows)
-    publish('palette', md, args.readme)
+    publish('palette', md, args.doc)
 
 
 if __name__ == '__main__':

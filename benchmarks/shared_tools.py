@@ -1,7 +1,7 @@
 """The tools on a shared CPU: evaluate_bag, replay_bag and the demo, idle and beside another
 2-thread PyTorch job, as a new user runs them (defaults, shipped weights).
 
-    python -m benchmarks.shared_tools [--rounds 3] [--readme]
+    python -m benchmarks.shared_tools [--rounds 3] [--doc]
 
 Each tool runs as its own process with the CPU idle and beside a process that multiplies
 matrices with 2 torch threads for the whole run, started two ways: in this script's
@@ -78,7 +78,7 @@ SETTINGS = {'idle': None, 'same session': False, 'own session': True}  # the job
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     with tempfile.TemporaryDirectory(prefix='enet_shared_') as tmp:
@@ -123,7 +123,7 @@ def main() -> None:
            'own session.\n\n')
     md += table(['tool', 'idle ms', 'beside, same session', 'ratio',
                  'beside, own session', 'ratio', 'said the CPU shared'], rows)
-    publish('shared_tools', md, args.readme)
+    publish('shared_tools', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """Hours of frames: the node at 30 Hz with every output subscribed, reported every minute.
 
-    python -m benchmarks.soak --minutes 30 [--size 640x360] [--readme]
+    python -m benchmarks.soak --minutes 30 [--size 640x360] [--doc]
 
 Frames come from another process (this one) over DDS at 30 Hz, for as long as asked; the
 node runs as ``ros2 run`` would start it, with the shipped weights and its defaults. Every
@@ -132,7 +132,7 @@ def main() -> None:
     p.add_argument('--minutes', type=float, default=30)
     p.add_argument('--warmup', type=int, default=2, help='minutes before the baseline')
     p.add_argument('--size', default='640x360', help='frame WxH')
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     p.add_argument('--rows-from', type=Path, metavar='LOG',
                    help='rebuild the table of an earlier run from its printed minutes '
                         '(for a run that ended before writing it); runs nothing')
@@ -161,7 +161,7 @@ def main() -> None:
     md += table(['check', 'measured', 'bound'], verdict(rows, args.warmup, end))
     md += '\n' + table(['minute', 'RSS MB', 'threads', 'fds', 'p50 ms', 'p99 ms',
                         'masks / frames sent'], rows)
-    publish('soak', md, args.readme)
+    publish('soak', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
 """Training throughput on this machine: the previous pipeline against today's, same run.
 
-    python -m benchmarks.train_speed [--root ../shared/data/camvid] [--rounds 3] [--readme]
+    python -m benchmarks.train_speed [--root ../shared/data/camvid] [--rounds 3] [--doc]
 
 Whole steps on real CamVid frames at 480x360, batch 10: augmentation, normalisation,
 forward, backward and Adam. The previous pipeline (kept here as the reference) augmented
@@ -109,7 +109,7 @@ def main(argv=None) -> None:
     p.add_argument('--frames', type=int, default=40, help='CamVid train frames to draw from')
     p.add_argument('--steps', type=int, default=3, help='timed steps per variant per round')
     p.add_argument('--rounds', type=int, default=3)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args(argv)
     frames = datasets.build('camvid', args.root, ['train'], args.frames)
     weights = class_weights(frames.targets, 11)
@@ -139,7 +139,7 @@ def main(argv=None) -> None:
           f'(``--amp auto`` {"uses" if bf16 else "skips"} bf16 autocast)\n\n' +
           table(['pipeline (480x360, batch 10, real CamVid frames)', 'median s/step',
                  'images/s', 'vs previous'], rows))
-    publish('train_speed', md, args.readme)
+    publish('train_speed', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,7 @@
 """How OpenMP threads should wait: the network's time a frame, idle and beside another
 2-thread PyTorch job, for each wait policy and thread count (enet_ros/threads.py).
 
-    python -m benchmarks.wait_policy [--seconds S] [--rounds N] [--readme]
+    python -m benchmarks.wait_policy [--seconds S] [--rounds N] [--doc]
 
 Each setting runs in its own process, as the node runs the network: on a worker thread,
 frames of the demo one after another, 10 ms apart (lockstep: a frame, then the wait for
@@ -73,7 +73,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--seconds', type=float, default=10.0, help='frames a setting, per run')
     p.add_argument('--rounds', type=int, default=2, help='runs of each setting beside the job')
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     idle = {name: measure(*setting, args.seconds) for name, setting in SETTINGS.items()}
     busy: dict[str, list[dict]] = {name: [] for name in SETTINGS}
@@ -97,7 +97,7 @@ def main() -> None:
            f'runs of each setting, interleaved, each shown.\n\n')
     md += table(['setting', 'idle median ms', 'idle p95 ms', 'beside the job median ms',
                  'beside the job p95 ms'], rows)
-    publish('wait_policy', md, args.readme)
+    publish('wait_policy', md, args.doc)
 
 
 if __name__ == '__main__':

@@ -23,6 +23,7 @@ _TABLE = {p.name: p for p in PARAMETERS}
 LOG_FORMAT = '[{severity}] [{date_time_with_ms}] [{name}]: {message}'
 # the launch file's own arguments: name -> (default, description)
 ARGUMENTS = {
+    'params_file': (str(share_file('config/segmentation.yaml')), 'Parameters file for the node'),
     'image': ('image', "Input image topic (remapped onto the node's image; its "
                        'image/compressed follows it)'),
     'camera_info': ('', 'Camera info topic; empty = the camera_info beside the image topic '

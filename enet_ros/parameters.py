@@ -17,7 +17,7 @@ TRANSPORTS = ('raw', 'compressed')  # image_transport's names
 
 @dataclass(frozen=True)
 class Param:
-    """One node parameter: the node declares it, ``--help`` and the README list it."""
+    """One node parameter: the node declares it, ``--help`` and doc/node.md list it."""
 
     name: str
     default: object
@@ -56,7 +56,7 @@ PARAMETERS = (
           'cached on disk), eager on CUDA.', True, BACKENDS),
     Param('adapt_statistics', False, "Batch-norm means that follow each camera's drive: "
           "half the training means, half an average of its frames' (one frame per second "
-          'of header-stamp time, 10 s memory); measured on held-out drives in the README.',
+          'of header-stamp time, 10 s memory); measured on held-out drives (doc/model.md).',
           True),
     Param('input_width', 0, 'Network input width (multiple of 8); 0 = the checkpoint '
           'training size.', True, int_range=(0, 8192)),

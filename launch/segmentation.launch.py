@@ -38,14 +38,10 @@ def node_action(context):
 
 def generate_launch_description():
     share = get_package_share_directory('enet_ros')
-    args = [
-        DeclareLaunchArgument('params_file',
-                              default_value=os.path.join(share, 'config', 'segmentation.yaml'),
-                              description='Parameters file for the node'),
-    ] + [DeclareLaunchArgument(name, default_value=default, description=text)
-         for name, (default, text) in ARGUMENTS.items()
-         ] + [DeclareLaunchArgument(name, default_value='', description=description(name))
-              for name in LAUNCH_PARAMETERS]
+    args = [DeclareLaunchArgument(name, default_value=default, description=text)
+            for name, (default, text) in ARGUMENTS.items()
+            ] + [DeclareLaunchArgument(name, default_value='', description=description(name))
+                 for name in LAUNCH_PARAMETERS]
     rviz = Node(
         package='rviz2', executable='rviz2', name='rviz2',
         namespace=LaunchConfiguration('namespace'),

@@ -1,2 +1,2 @@
 """Helpers shared by training/ and benchmarks/ (neither imports the other): the header,
-markdown tables and README sections their scripts write. Not installed."""
+markdown tables, results files and the doc/ pages rendered from them. Not installed."""

@@ -1,5 +1,5 @@
-"""Shared by the benchmark scripts: a header naming machine, command and date, and the
-README section each script owns (between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->``).
+"""Shared by the benchmark scripts: a header naming machine, command and date, markdown
+tables, and ``publish``: the results file of each script and the doc/ section it owns.
 """
 
 from __future__ import annotations
@@ -29,13 +29,16 @@ def machine() -> str:
 
 
 def command() -> str:
-    """This process's command line as run from the repository (``python -m`` for modules)."""
+    """This process's command line as run from the repository (``python -m`` for modules),
+    with paths inside the repository relative to it."""
     script = Path(sys.argv[0]).resolve()
     try:
         name = 'python -m ' + '.'.join(script.relative_to(REPO).with_suffix('').parts)
     except ValueError:
-        name = sys.argv[0]
-    return ' '.join([name] + sys.argv[1:])
+        name = Path(sys.argv[0]).name
+    return ' '.join([name] + [os.path.relpath(a, REPO) if os.path.isabs(a) and
+                              Path(a).resolve().is_relative_to(REPO) else a
+                              for a in sys.argv[1:]])
 
 
 def header(title: str) -> str:
@@ -51,19 +54,12 @@ def table(columns: list[str], rows: list[list]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def publish(name: str, markdown: str, readme: bool) -> None:
-    """Print, save under benchmarks/results/NAME.md and optionally replace the README section."""
+def publish(name: str, markdown: str, doc: bool) -> None:
+    """Print the section, save it as benchmarks/results/NAME.json (``results.record``) and,
+    with ``doc``, render it into the doc/ page that shows it."""
+    from reporting import results
     print(markdown, flush=True)
-    out = REPO / 'benchmarks' / 'results' / f'{name}.md'
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown)
-    if readme:
-        path = REPO / 'README.md'
-        text = path.read_text()
-        begin, end = f'<!-- {name}:begin -->', f'<!-- {name}:end -->'
-        if begin not in text or end not in text:
-            raise SystemExit(f'README.md has no {begin} ... {end} section')
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        path.write_text(f'{head}{begin}\n{markdown}\n{end}{tail}')
-        print(f'updated README.md section {name}')
+    results.save(results.record(name, markdown))
+    if doc:
+        from reporting import pages
+        print(f'updated {pages.render_results(name)}')

@@ -11,7 +11,7 @@ held out, nothing selected). Runs go to ``runs/ablation/<config>-<fold>`` and
 
 ``table`` exports each ablation run, evaluates it on its held-out drive from the original
 PNG frames with the node's inference core (fp32, as ``training.evaluate``), and writes
-``benchmarks/results/training_ablation.md`` (with ``--readme`` also the README section):
+``benchmarks/results/training_ablation.json`` (with ``--doc`` also its doc/ section):
 each change's held-out class IoU per drive, their mean, and the GPU time the run took.
 """
 
@@ -285,7 +285,7 @@ def table(args: argparse.Namespace) -> str:
         '',
         *lines,
     ])
-    publish('training_ablation', text + '\n', args.readme)
+    publish('training_ablation', text + '\n', args.doc)
     return text
 
 
@@ -303,7 +303,7 @@ def main(argv=None) -> None:
     t = sub.add_parser('table')
     t.add_argument('--root', required=True)
     t.add_argument('--runs', default='runs')
-    t.add_argument('--readme', action='store_true')
+    t.add_argument('--doc', action='store_true')
     args = p.parse_args(argv)
     run(args) if args.job == 'run' else table(args)
 

@@ -1,8 +1,8 @@
-"""Plots and the README results section of the shipped weights, from their model card.
+"""Plots and the doc/ results section of the shipped weights, from their model card.
 
     python -m training.report --run runs/camvid/A-base \
         --heldout-runs runs/ablation/A-base-0006R0 runs/ablation/A-base-0001TP \
-        --weights enet_ros/weights/enet_camvid.pt --out docs/training [--readme]
+        --weights enet_ros/weights/enet_camvid.pt --out doc/training [--doc]
 
 Every accuracy figure here is measured on a CamVid drive the weights' recipe did not train
 on (the held-out runs of the model card, ``training.export``), never on frames of a drive
@@ -18,7 +18,7 @@ import shutil
 
 import numpy as np
 
-from reporting.tables import publish, table
+from reporting.tables import header, publish, table
 from enet_ros.checkpoint import load_checkpoint
 from enet_ros.metrics import ConfusionMatrix
 from training.evaluate import heldout_metrics
@@ -118,7 +118,7 @@ def main() -> None:
     p.add_argument('--root', default='../shared/data/camvid')
     p.add_argument('--weights', type=Path, required=True)
     p.add_argument('--out', type=Path, required=True)
-    p.add_argument('--readme', action='store_true')
+    p.add_argument('--doc', action='store_true')
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     _, meta = load_checkpoint(args.weights)
@@ -144,7 +144,7 @@ def main() -> None:
         for s in seqs])
     rows.append(['global accuracy'] + [f'{heldout[s]["global_accuracy"]:.1f}' for s in seqs])
     data, stages = card.data, card.stages
-    md = (f'### CamVid accuracy of the shipped weights (`{args.weights.name}`)\n\n'
+    md = (header(f'CamVid accuracy of the shipped weights (`{args.weights.name}`)') + '\n'
           f'The shipped weights train on all {data["train_frames"]} CamVid train+val frames '
           f'({", ".join(f"{k} {v}" for k, v in data["sequences"].items())}) for '
           f'{" + ".join(str(s["epochs"]) for s in stages)} epochs'
@@ -165,10 +165,11 @@ def main() -> None:
                + ', '.join(f'{k} {v:.2f}%' for k, v in agreement.items()) + '.\n')
     md += ('\nRecipe: ' + ', then '.join(f'`{s["command"]}` (trained {s["trained"]})'
                                          for s in stages)
-           + '. The recipe ablation is in `benchmarks/results/training_ablation.md`.\n')
-    md += ('\n![curves](docs/training/curves.png)\n![per-class IoU]'
-           '(docs/training/per_class_iou.png)\n![confusion](docs/training/confusion_matrix.png)\n')
-    publish('training_results', md, args.readme)
+           + '. The recipe ablation is in `benchmarks/results/training_ablation.json`.\n')
+    # relative to doc/training.md, the page that shows this section
+    md += ('\n![curves](training/curves.png)\n![per-class IoU]'
+           '(training/per_class_iou.png)\n![confusion](training/confusion_matrix.png)\n')
+    publish('training_results', md, args.doc)
 
 
 def confusion_of(heldout: dict) -> np.ndarray:
