@@ -22,6 +22,7 @@ import contextlib
 import os
 from pathlib import Path
 import shutil
+import re
 import subprocess
 import tempfile
 
@@ -81,9 +82,12 @@ def serve_once(cache: Path, ns: str, params: dict | None = None) -> dict:
 
 
 def said(log: str) -> str:
+    """The node's warnings and errors, with this run's temporary folders as $TMPDIR/..."""
     lines = [line.split(']: ', 1)[-1] for line in log.splitlines()
              if '[WARN]' in line or '[ERROR]' in line or 'warning' in line.lower()]
-    return ' / '.join(lines) or '(nothing)'
+    text = ' / '.join(lines) or '(nothing)'
+    return re.sub(re.escape(tempfile.gettempdir()) + r'/(enet_faults|enet_ros_cache)_\w+',
+                  r'$TMPDIR/\1_XXXX', text)
 
 
 def packages(cache: Path) -> str:

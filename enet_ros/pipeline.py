@@ -1,7 +1,7 @@
 """The node's frame pipeline, without ROS: newest frame per camera, one inference thread,
 one publishing thread.
 
-A camera's callback converts and resizes its frame as it arrives and ``offer``s it: the
+A camera's callback converts and resizes its frame as it arrives and offers it: the
 frame waits in that camera's one-slot mailbox, replacing (dropping) one that had not yet
 reached the network. The inference thread takes the newest frames round-robin over the
 cameras and hands each result to the publishing thread through a one-slot outbox, so the

@@ -4,6 +4,7 @@
 precision and backend, and times each stage. Nothing here imports rclpy.
 
 Backends:
+
 - ``eager``: the fused network run op by op.
 - ``compile``: the fused network (pooling through switches) exported (``torch.export``)
   and compiled ahead of time by AOTInductor (freezing, channels-last) into a package for
@@ -11,6 +12,7 @@ Backends:
   compiles it into ``$ENET_ROS_CACHE`` (default ``~/.cache/enet_ros``); later starts load
   the package, verified first (``enet_ros.aoti_cache``), and no Python tracing or guard
   checks run per frame.
+
 ``auto`` is ``compile`` on CPU (the only way this CPU reaches real time) and ``eager`` on
 CUDA (on a vehicle, the ONNX export under TensorRT is the fast path).
 

@@ -7,6 +7,7 @@ that every page equals its rendering.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -25,21 +26,22 @@ def pages() -> list[Path]:
     return sorted(DOC.rglob('*.md'))
 
 
-def _kind(default) -> str:
+def _kind(p) -> str:
+    if p.name == 'palette':  # declared from the weights: r, g, b per class
+        return 'int[]'
     return {bool: 'bool', int: 'int', float: 'double', str: 'string',
-            list: 'string[]'}[type(default)]
+            list: 'string[]'}[type(p.default)]
 
 
 def parameters() -> str:
     from enet_ros.parameters import PARAMETERS
     rows = []
     for p in PARAMETERS:
-        default = '(from the weights)' if p.from_model else f'`{p.default!r}`'.replace(
-            "'", '"')
+        default = '(from the weights)' if p.from_model else f'`{json.dumps(p.default)}`'
         allowed = (', '.join(p.choices) if p.choices else
                    f'{p.float_range[0]} to {p.float_range[1]}' if p.float_range else
                    f'{p.int_range[0]} to {p.int_range[1]}' if p.int_range else '')
-        rows.append([f'`{p.name}`', _kind(p.default), default, allowed,
+        rows.append([f'`{p.name}`', _kind(p), default, allowed,
                      'restart' if p.read_only else 'live', p.description])
     return _table(['parameter', 'type', 'default', 'range or choices', 'change',
                    'description'], rows)
@@ -55,13 +57,15 @@ def launch_arguments() -> str:
         rows.append([f'`{name}`', f'`{default}`' if default else '(empty)', text])
     rows += [[f'`{name}`', '(empty)', description(name)] for name in LAUNCH_PARAMETERS]
     return _table(['argument', 'default', 'description'], rows) + (
-        '\n`<share>` is the package\'s share folder, `$(ros2 pkg prefix enet_ros)/share/'
+        "\n`<share>` is the package's share folder, `$(ros2 pkg prefix enet_ros)/share/"
         'enet_ros` where it is installed.\n')
 
 
 def _table(columns: list[str], rows: list[list[str]]) -> str:
     lines = ['| ' + ' | '.join(columns) + ' |', '|' + '---|' * len(columns)]
-    return '\n'.join(lines + ['| ' + ' | '.join(r).replace('\n', ' ') + ' |'
+    def cell(text: str) -> str:  # <ns> is text, not an HTML tag
+        return text if text.startswith('`') else text.replace('<', '&lt;').replace('>', '&gt;')
+    return '\n'.join(lines + ['| ' + ' | '.join(cell(c) for c in r) + ' |'
                               for r in rows]) + '\n'
 
 

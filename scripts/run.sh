@@ -10,6 +10,7 @@ shift || true
 case "$job" in
   demo) exec .venv/bin/python -m enet_ros.tools.demo "$@" ;;
   # each test's name as it runs, and the slowest ones with their times at the end
-  test) exec .venv/bin/python -m pytest -v --durations=25 "$@" ;;
+  test) bash scripts/setup_docs.sh  # the docs test's rosdoc2 and codespell
+        exec .venv/bin/python -m pytest -v --durations=25 "$@" ;;
   *) echo "usage: bash scripts/run.sh demo|test [args]" >&2; exit 2 ;;
 esac

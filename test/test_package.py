@@ -29,6 +29,19 @@ def test_package_xml_format3_and_matches_setup():
     assert 'lib/enet_ros' in (REPO / 'setup.cfg').read_text()
 
 
+def test_every_package_xml_key_is_one_rosdep_knows():
+    """What ``rosdep install --from-paths src`` would resolve, checked offline against the
+    key list kept in test/rosdep_keys.txt (its header says where it came from)."""
+    from catkin_pkg.package import parse_package
+    pkg = parse_package(str(REPO / 'package.xml'))
+    known = {line.strip() for line in (REPO / 'test' / 'rosdep_keys.txt').read_text()
+             .splitlines() if line.strip() and not line.startswith('#')}
+    keys = {d.name for d in pkg.build_depends + pkg.exec_depends + pkg.test_depends +
+            pkg.buildtool_depends}
+    assert {'rclpy', 'launch_testing', 'python3-torch'} <= keys
+    assert not keys - known, f'package.xml keys rosdep does not know: {sorted(keys - known)}'
+
+
 @pytest.fixture(scope='module')
 def colcon_install(workspace):
     return workspace / 'install' / 'enet_ros'
