@@ -26,6 +26,10 @@ class ManagedSegmentationNode(Segmentation, LifecycleNode):
         self.setup()
         if self.config.autostart:
             self.bring_up()
+        else:
+            self.get_logger().info(
+                f'unconfigured, waiting for configure and activate (a lifecycle manager, or '
+                f'ros2 lifecycle set {self.get_fully_qualified_name()} configure)')
 
     def bring_up(self) -> None:
         """configure, then activate (parameter ``autostart``). A failed step is logged and

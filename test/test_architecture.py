@@ -9,7 +9,7 @@ import re
 
 from conftest import REPO
 
-FOLDERS = {'enet_ros': set(), 'reporting': set(), 'training': {'enet_ros', 'reporting'},
+FOLDERS = {'enet_ros': set(), 'reporting': {'enet_ros'}, 'training': {'enet_ros', 'reporting'},
            'benchmarks': {'enet_ros', 'training', 'reporting'}}
 
 

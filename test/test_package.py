@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
+
+import re
 
 import pytest
 import yaml
@@ -55,8 +58,40 @@ def test_colcon_build_installs_share_and_executables(colcon_install):
     assert (share / 'package.xml').is_file()
     index = colcon_install / 'share' / 'ament_index' / 'resource_index' / 'packages'
     assert (index / 'enet_ros').is_file()
-    for exe in ('segmentation_node', 'demo', 'evaluate_bag', 'replay_bag', 'make_bag'):
+    for exe in ('segmentation_node', 'managed_segmentation_node', 'demo', 'evaluate_bag',
+                'replay_bag', 'make_bag'):
         assert (colcon_install / 'lib' / 'enet_ros' / exe).is_file(), exe
+    weights = list(colcon_install.glob('lib/python3*/site-packages/enet_ros/weights/*.pt'))
+    assert [w.name for w in weights] == ['enet_camvid.pt']
+
+
+def test_ros2_launch_show_args_documents_every_argument(workspace_env):
+    from enet_ros.launch_args import ARGUMENTS, LAUNCH_PARAMETERS
+    from conftest import ros_tool
+    done = subprocess.run([ros_tool('ros2'), 'launch', 'enet_ros', 'segmentation.launch.py',
+                           '--show-args'], env=workspace_env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shown = re.findall(r"^    '(\w+)':\n        (\S.*)$", done.stdout, re.M)
+    assert {name for name, _ in shown} >= set(ARGUMENTS) | set(LAUNCH_PARAMETERS) | {'use_rviz'}
+    assert all(text for _, text in shown)
+
+
+def test_colcon_test_runs_the_package_tests(workspace, workspace_env):
+    """``colcon test`` as ROS CI runs it (here on the architecture test alone: the rest of
+    the suite is this run), and ``colcon test-result`` reads its verdict."""
+    from conftest import ros_tool
+    colcon = ros_tool('colcon')
+    env = {**workspace_env, 'PYTHONPATH': os.pathsep.join([str(REPO), str(REPO / 'test'),
+                                                           workspace_env.get('PYTHONPATH', '')])}
+    done = subprocess.run([colcon, 'test', '--packages-select', 'enet_ros', '--pytest-args',
+                           str(REPO / 'test' / 'test_architecture.py')], cwd=workspace, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = subprocess.run([colcon, 'test-result', '--verbose'], cwd=workspace, env=env,
+                            capture_output=True, text=True)
+    assert result.returncode == 0 and re.search(r'\d+ tests, 0 errors, 0 failures',
+                                                result.stdout), result.stdout
 
 
 def _node_parameters(weights) -> dict:
