@@ -3,8 +3,8 @@
     python -m benchmarks.core_history [--commits a58abea HEAD] [--runs 40] [--rounds 3]
 
 Each commit is checked out in a temporary git worktree and its own ``Segmenter`` (its
-shipped weights, ``backend='compile'``, bf16, 480x360) is built in a fresh process with a
-compile cache of its own; the first process of each commit compiles, the timed ones load
+shipped weights, ``backend='compile'``, ``--precision``, 480x360) is built in a fresh process
+with a compile cache of its own; the first process of each commit compiles, the timed ones load
 the package. Rounds alternate the commits, so a neighbour or a clock change hits all of
 them alike. Figures: the median over rounds of each process's median ``Timings.inference``
 of ``--runs`` back-to-back ``segment()`` calls. Commit a58abea measured 8.6 ms in
@@ -27,7 +27,8 @@ CHILD = """
 import statistics, sys, numpy as np
 from enet_ros.segmenter import Segmenter
 h, w, runs = {h}, {w}, {runs}
-seg = Segmenter('enet_ros/weights/enet_camvid.pt', 'cpu', 'bf16', 'compile', input_size=(h, w))
+seg = Segmenter('enet_ros/weights/enet_camvid.pt', 'cpu', {precision!r}, 'compile',
+                input_size=(h, w))
 img = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
 for _ in range(5):
     seg.segment(img)
@@ -35,8 +36,8 @@ print(statistics.median(seg.segment(img)[1].inference for _ in range(runs)) * 10
 """
 
 
-def run_child(tree: Path, cache: Path, size, runs: int) -> float:
-    code = CHILD.format(h=size[0], w=size[1], runs=runs)
+def run_child(tree: Path, cache: Path, size, runs: int, precision: str) -> float:
+    code = CHILD.format(h=size[0], w=size[1], runs=runs, precision=precision)
     env = {'PYTHONPATH': str(tree), 'ENET_ROS_CACHE': str(cache), 'PATH': '/usr/bin:/bin',
            'HOME': str(cache)}
     out = subprocess.run([sys.executable, '-c', code], cwd=tree, env=env, check=True,
@@ -49,6 +50,9 @@ def main() -> None:
     p.add_argument('--commits', nargs='+', default=['a58abea', 'HEAD'])
     p.add_argument('--runs', type=int, default=40)
     p.add_argument('--rounds', type=int, default=3)
+    # bf16 is the issue's path on AVX512-BF16 CPUs; elsewhere oneDNN emulates it (slow):
+    # auto takes what the node takes on this CPU
+    p.add_argument('--precision', default='auto', choices=('auto', 'fp32', 'bf16'))
     p.add_argument('--size', type=int, nargs=2, default=(360, 480), metavar=('H', 'W'))
     p.add_argument('--doc', action='store_true', help='render its section in doc/')
     args = p.parse_args()
@@ -65,12 +69,12 @@ def main() -> None:
             (Path(tmp) / f'cache-{sha}').mkdir()
         try:
             for c in args.commits:  # the compile, untimed
-                run_child(trees[c], Path(tmp) / f'cache-{shas[c]}', args.size, 3)
+                run_child(trees[c], Path(tmp) / f'cache-{shas[c]}', args.size, 3, args.precision)
             times = {c: [] for c in args.commits}
             for _ in range(args.rounds):
                 for c in args.commits:
                     ms = run_child(trees[c], Path(tmp) / f'cache-{shas[c]}', args.size,
-                                   args.runs)
+                                   args.runs, args.precision)
                     times[c].append(ms)
                     print(f'{c} ({shas[c]}): {ms:.2f} ms', flush=True)
         finally:

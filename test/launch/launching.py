@@ -14,12 +14,15 @@ from pathlib import Path
 import sys
 import threading
 import time
+import unittest
 
 from ament_index_python.packages import get_package_share_directory
 import launch
 from launch.actions import ExecuteProcess, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
+import launch_testing
 import launch_testing.actions
+import launch_testing.asserts
 
 HERE = Path(__file__).resolve().parent
 WEIGHTS = os.environ.get('ENET_TEST_WEIGHTS', '')
@@ -46,6 +49,26 @@ def camera(topic: str, frame: str, clock: float | None = None) -> ExecuteProcess
 
 def description(*actions) -> launch.LaunchDescription:
     return launch.LaunchDescription([*actions, launch_testing.actions.ReadyToTest()])
+
+
+class ProbeTest(unittest.TestCase):
+    """Active tests with a ``Probe`` of their own (``self.probe``)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.probe = Probe()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.probe.close()
+
+
+@launch_testing.post_shutdown_test()
+class EveryProcessExits0(unittest.TestCase):
+    """Imported by a test description: its processes ended with exit code 0 on shutdown."""
+
+    def test_every_process_exits_0(self, proc_info):
+        launch_testing.asserts.assertExitCodes(proc_info)
 
 
 class Probe:

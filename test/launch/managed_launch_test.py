@@ -3,14 +3,13 @@ with ``autostart:=false`` it stays unconfigured until told, and deactivating it 
 masks."""
 
 import time
-import unittest
 
-import launch_testing
-import launch_testing.asserts
 import pytest
 from sensor_msgs.msg import Image
 
-from launching import camera, description, Probe, RATE, segmentation
+from launching import camera, description, RATE, segmentation
+# ProbeTest: a probe per test class; EveryProcessExits0: the post-shutdown test
+from launching import EveryProcessExits0, ProbeTest  # noqa: F401
 
 
 @pytest.mark.launch_test
@@ -23,15 +22,7 @@ def generate_test_description():
                      autostart='false'))
 
 
-class TestManaged(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = Probe()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestManaged(ProbeTest):
 
     def test_autostart_reaches_active_by_itself(self):
         masks = self.probe.listen(Image, '/auto/segmentation/mask')
@@ -56,9 +47,3 @@ class TestManaged(unittest.TestCase):
         time.sleep(10 / RATE)
         assert p.count(masks) == stopped, 'masks published while inactive'
 
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_process_exits_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)

@@ -3,16 +3,15 @@ node's topics, class map and diagnostics status are under its namespace, and the
 rviz view, launched in a namespace, shows topics that exist."""
 
 import json
-import unittest
 
 from diagnostic_msgs.msg import DiagnosticArray
-import launch_testing
-import launch_testing.asserts
 import pytest
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from launching import camera, description, Probe, rviz_view, segmentation
+from launching import camera, description, rviz_view, segmentation
+# ProbeTest: a probe per test class; EveryProcessExits0: the post-shutdown test
+from launching import EveryProcessExits0, ProbeTest  # noqa: F401
 
 CAMERAS = {'cam_front': '/front/image_raw', 'cam_rear': 'rear_camera/image_raw'}
 # ROS-wide topics every node has, and the diagnostics topic diagnostic_aggregator reads
@@ -26,15 +25,7 @@ def generate_test_description():
         *[segmentation(namespace=ns, image=image) for ns, image in CAMERAS.items()])
 
 
-class TestTwoNamespaces(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = Probe()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestTwoNamespaces(ProbeTest):
 
     def test_each_namespace_serves_its_own_camera(self):
         masks = {ns: self.probe.listen(Image, f'/{ns}/segmentation/mask') for ns in CAMERAS}
@@ -71,9 +62,3 @@ class TestTwoNamespaces(unittest.TestCase):
                 assert kind in pubs.get(topic, []) + subs.get(topic, []), \
                     f'rviz in {ns} shows {topic}; the node has {sorted(pubs) + sorted(subs)}'
 
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_process_exits_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)

@@ -3,15 +3,14 @@
 where it is given."""
 
 import tempfile
-import unittest
 
-import launch_testing
-import launch_testing.asserts
 import pytest
 from sensor_msgs.msg import Image
 import yaml
 
 from launching import camera, description, NODE, Probe, segmentation
+# ProbeTest: a probe per test class; EveryProcessExits0: the post-shutdown test
+from launching import EveryProcessExits0, ProbeTest  # noqa: F401
 
 TOPIC = '/params_camera/image_raw'
 FILE = {**NODE, 'input_width': 128, 'input_height': 96, 'overlay_alpha': 0.25,
@@ -28,16 +27,12 @@ def generate_test_description():
                        segmentation({}, params_file=params.name, image=TOPIC, **GIVEN))
 
 
-class TestParamsFile(unittest.TestCase):
+class TestParamsFile(ProbeTest):
 
     @classmethod
     def setUpClass(cls):
         cls.probe = Probe()
         cls.probe.wait(cls.probe.listen(Image, '/segmentation/mask'))  # the node is up
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
 
     def test_the_file_values_are_the_node_parameters(self):
         names = [n for n in FILE if n not in GIVEN]
@@ -59,9 +54,3 @@ class TestParamsFile(unittest.TestCase):
         assert self.probe.parameters('/enet_segmentation', ['publish_overlay']) == \
             {'publish_overlay': False}
 
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_process_exits_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)

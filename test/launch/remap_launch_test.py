@@ -1,15 +1,13 @@
 """``image:=`` remaps the node onto a camera: masks, overlays and colour masks come back on
 segmentation/* with the camera's header; the shipped rviz view shows topics that exist."""
 
-import unittest
 
-import launch_testing
-import launch_testing.asserts
 import pytest
 from sensor_msgs.msg import Image
 
-from launching import (assert_stamps_sent, camera, description, Probe, rviz_view,
-                       segmentation)
+from launching import assert_stamps_sent, camera, description, rviz_view, segmentation
+# ProbeTest: a probe per test class; EveryProcessExits0: the post-shutdown test
+from launching import EveryProcessExits0, ProbeTest  # noqa: F401
 
 TOPIC = '/test_camera/image_raw'
 
@@ -19,15 +17,7 @@ def generate_test_description():
     return description(camera(TOPIC, 'test_camera'), segmentation(image=TOPIC))
 
 
-class TestRemappedCamera(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = Probe()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestRemappedCamera(ProbeTest):
 
     def test_outputs_carry_the_camera_header(self):
         p = self.probe
@@ -49,9 +39,3 @@ class TestRemappedCamera(unittest.TestCase):
             assert kind in pubs.get(topic, []) + subs.get(topic, []), \
                 f'rviz shows {topic} ({kind}); the node has {sorted(pubs) + sorted(subs)}'
 
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_process_exits_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)

@@ -2,15 +2,14 @@
 the outputs carry the input's stamps and the diagnostics are stamped on the simulated
 clock, not the wall clock."""
 
-import unittest
 
 from diagnostic_msgs.msg import DiagnosticArray
-import launch_testing
-import launch_testing.asserts
 import pytest
 from sensor_msgs.msg import Image
 
-from launching import assert_stamps_sent, camera, description, Probe, segmentation
+from launching import assert_stamps_sent, camera, description, segmentation
+# ProbeTest: a probe per test class; EveryProcessExits0: the post-shutdown test
+from launching import EveryProcessExits0, ProbeTest  # noqa: F401
 
 TOPIC = '/sim_camera/image_raw'
 START = 1000.0  # simulated seconds; the wall clock is past 1.7e9
@@ -22,15 +21,7 @@ def generate_test_description():
                        segmentation(image=TOPIC, use_sim_time='true'))
 
 
-class TestSimTime(unittest.TestCase):
-
-    @classmethod
-    def setUpClass(cls):
-        cls.probe = Probe()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.probe.close()
+class TestSimTime(ProbeTest):
 
     def test_outputs_follow_the_input_stamps(self):
         sent = self.probe.listen(Image, TOPIC, best_effort=True)
@@ -47,9 +38,3 @@ class TestSimTime(unittest.TestCase):
         assert all(START <= a.header.stamp.sec < START + 3600 for a in ours[1:]), \
             [a.header.stamp.sec for a in ours]
 
-
-@launch_testing.post_shutdown_test()
-class TestShutdown(unittest.TestCase):
-
-    def test_every_process_exits_0(self, proc_info):
-        launch_testing.asserts.assertExitCodes(proc_info)
