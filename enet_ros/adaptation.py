@@ -19,7 +19,7 @@ The fused network is not folded again: it takes, per folded batch norm, the per-
 shift that turns its output into the adapted one (``enet_ros.model.Adjust``), as an input,
 so the compiled package adapts too. Adapting the variances as well (a per-channel scale
 too) was no more accurate on the held-out drives. Measured on held-out CamVid drives by
-``python -m training.evaluate --adapt`` (README): the gain is largest at dusk.
+``python -m training.evaluate --adapt`` (doc/model.md): the gain is largest at dusk.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ class ModelCard:
     """The weights' account of how they were trained and measured, as ``training.export``
     writes it (``to_dict``, under ``ModelMeta.metrics['model_card']``) and every reader
     takes it (``ModelMeta.card``): the node's class map and diagnostics, the run-time
-    watch, the README report.
+    watch, training.report.
 
     ``data``: dataset, splits, train_frames, sequences (frames per drive). ``stages``: the
     training stages, oldest first, each with its recipe, command, epochs and ``trained``

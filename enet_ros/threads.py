@@ -5,7 +5,7 @@ On a vehicle the CPU is shared. An OpenMP team spinning at every barrier (libgom
 default: about 300,000 spins before a waiting thread sleeps) beside one busy process
 waits on whichever thread the scheduler preempted (one measured collapse: 20 ms to 914
 ms a frame). No one wait policy wins everywhere (``python -m benchmarks.wait_policy``
-and the README): threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) cost an idle CPU a
+and doc/performance.md): threads that sleep at once (OMP_WAIT_POLICY=PASSIVE) cost an idle CPU a
 wake-up at every barrier; a short spin keeps a team of two useful beside a 2-thread job
 but made it 6x slower beside a one-thread busy loop and slower beside a nice-19 one. So
 the policy is libgomp's default unless the user sets one, and the thread count does the

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On a machine with CUDA: the node's fp16 parity and speed on the GPU, written to
-# benchmarks/results/gpu_check.md (and the README section with --readme).
-#   bash scripts/gpu_check.sh [--readme]
+# benchmarks/results/gpu_check.json (and its doc/vehicle.md section with --doc).
+#   bash scripts/gpu_check.sh [--doc]
 # Uses the python on PATH (a Jetson's or workstation's CUDA torch), not the CPU venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -21,6 +21,9 @@ from enet_ros.model import ENet
 from training.datasets import CAMVID_CLASSES as CAMVID_NAMES, CAMVID_PALETTE  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
+# launch_testing descriptions (named *_launch_test.py, as ROS packages name them): run by
+# test_launch.py through launch_test, not collected as tests of their own
+collect_ignore = ['launch']
 CAMVID = (REPO / '..' / 'shared' / 'data' / 'camvid').resolve()
 
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random(os.getpid()).randint(20, 200)))
