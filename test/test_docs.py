@@ -295,7 +295,8 @@ ros2() {
       command ros2 "$@" > "$LOGS/launch.log" 2>&1 &
       launched=$!
       for _ in $(seq 600); do
-        grep -q 'listening on\|waiting for configure' "$LOGS/launch.log" && { sleep 1; return 0; }
+        # then a few seconds for discovery, as a user takes to reach the other terminal
+        grep -q 'listening on\|waiting for configure' "$LOGS/launch.log" && { sleep 3; return 0; }
         kill -0 "$launched" 2>/dev/null || { cat "$LOGS/launch.log"; return 1; }
         sleep 0.5
       done
