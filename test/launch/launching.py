@@ -216,10 +216,14 @@ def stamp(msg) -> tuple[int, int]:
     return msg.header.stamp.sec, msg.header.stamp.nanosec
 
 
-def assert_stamps_sent(outputs: list, sent: list) -> None:
-    """Every output from a frame sent since the probe first saw the camera carries the
-    stamp of a frame the camera sent (the probe may match the node before the camera)."""
-    stamps = {stamp(m) for m in sent}
-    later = [stamp(m) for m in outputs if stamp(m) >= min(stamps)]
+def assert_stamps_sent(probe: Probe, output: str, sent: str) -> list:
+    """Outputs on ``output`` from frames sent since the probe first saw the camera on
+    ``sent`` carry the stamp of a frame the camera sent (the probe may match the node
+    before the camera, so earlier outputs are not judged); returns the outputs."""
+    probe.wait(sent, 3)
+    got = probe.wait(output, probe.count(output) + 3)
+    stamps = {stamp(m) for m in probe.wait(sent)}
+    later = [stamp(m) for m in got if stamp(m) >= min(stamps)]
     assert later, f'no output from the frames seen: {sorted(stamps)[:3]}...'
     assert set(later) <= stamps, f'stamps never sent: {sorted(set(later) - stamps)}'
+    return got
