@@ -312,10 +312,22 @@ ros2() {
         return 1
       fi
       timeout 60 ros2 "$@" ;;  # echo --once: a message within a minute
-    *) timeout 120 ros2 "$@" ;;
+    *)
+      # param and lifecycle look the node up in the daemon's graph first ("Node not
+      # found" when it has not seen it yet, as on a loaded machine): a user types it again
+      local out rc
+      for try in 1 2 3; do
+        rc=0; out=$(timeout 120 ros2 "$@" 2>&1) || rc=$?
+        [ "$out" = 'Node not found' ] || break
+        echo "docs test: ros2 $1 $2: Node not found (try $try of 3)"; sleep 3
+      done
+      printf '%s\n' "$out"; return "$rc" ;;
   esac
 }
-trap '[ -z "$launched" ] || kill -INT "$launched"; kill "$CAMERA" 2>/dev/null || true' EXIT
+trap '[ -z "$launched" ] || kill -INT "$launched"; kill "$CAMERA" 2>/dev/null || true
+      command ros2 daemon stop > /dev/null 2>&1 || true' EXIT
+# the ros2 command line's graph daemon, running from the start as on a user's machine
+command ros2 daemon start
 python "$TESTS/launch/camera.py" /camera/image_raw 10 camera > "$LOGS/camera.log" 2>&1 &
 CAMERA=$!
 """
