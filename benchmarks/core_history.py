@@ -86,8 +86,9 @@ def main() -> None:
              f'{statistics.median(t) / first:.2f}x'] for c, t in times.items()]
     h, w = args.size
     md = header(f'The compiled network at {w}x{h} across commits (median ms)') + (
-        f"\nEach commit's own Segmenter (its shipped weights, compile, bf16) in fresh "
-        f'processes, {args.rounds} alternating rounds of the median of {args.runs} calls.\n\n'
+        f"\nEach commit's own Segmenter (its shipped weights, compile, precision "
+        f'{args.precision}) in fresh processes, {args.rounds} alternating rounds of the '
+        f'median of {args.runs} calls.\n\n'
     ) + table(['commit', 'sha', 'ms', 'rounds', f'vs {args.commits[0]}'], rows)
     publish('core_history', md, args.doc)
 
